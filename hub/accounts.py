@@ -1,0 +1,89 @@
+"""Carbon accounts and per-scenario consents (with their append-only log)."""
+from __future__ import annotations
+
+import secrets
+from bisect import bisect_right
+from collections import defaultdict
+from datetime import datetime
+from typing import Iterable
+
+from . import db
+from .db import Account, Consent, ConsentEvent, database
+from .records import AccountRecord
+
+GRANT, REVOKE = "grant", "revoke"
+
+
+def new_id(prefix: str) -> str:
+    """Unguessable, URL-safe id with a readable prefix."""
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+def _record(row: Account) -> AccountRecord:
+    return AccountRecord(id=row.id, bank_ref=row.bank_ref, opened_at=db.from_db(row.opened_at))
+
+
+def open_account(bank_ref: str, now: datetime) -> tuple[AccountRecord, bool]:
+    """Open the account for ``bank_ref``; repeating it returns the same account."""
+    with database.atomic():
+        row = Account.get_or_none(Account.bank_ref == bank_ref)
+        if row is not None:
+            return _record(row), False
+        inserted = (Account.insert(id=new_id("acc"), bank_ref=bank_ref, opened_at=db.to_db(now))
+                    .on_conflict_ignore().execute())
+        row = Account.get(Account.bank_ref == bank_ref)
+        return _record(row), bool(inserted)
+
+
+def get_account(account_id: str) -> AccountRecord | None:
+    row = Account.get_or_none(Account.id == account_id)
+    return _record(row) if row else None
+
+
+def set_consent(account_id: str, scenario: str, granted: bool, at: datetime, source: str = "api") -> bool:
+    """Grant or revoke; logs only real changes. Returns whether anything changed."""
+    with database.atomic():
+        current = Consent.get_or_none((Consent.account == account_id) & (Consent.scenario == scenario))
+        if current is not None and current.granted == granted:
+            return False
+        when = db.to_db(at)
+        (Consent.insert(account=account_id, scenario=scenario, granted=granted, updated_at=when)
+         .on_conflict(conflict_target=[Consent.account, Consent.scenario],
+                      update={Consent.granted: granted, Consent.updated_at: when})
+         .execute())
+        ConsentEvent.create(account=account_id, scenario=scenario, action=GRANT if granted else REVOKE,
+                            at=when, source=source)
+        return True
+
+
+def consents_of(account_id: str) -> tuple[list[Consent], list[ConsentEvent]]:
+    current = list(Consent.select().where(Consent.account == account_id).order_by(Consent.scenario))
+    log = list(ConsentEvent.select().where(ConsentEvent.account == account_id).order_by(ConsentEvent.id))
+    return current, log
+
+
+class ConsentTimeline:
+    """Answers "was consent granted at time t?" for many accounts, from one query."""
+
+    def __init__(self, account_ids: Iterable[str]):
+        events: dict[tuple[str, str], list[tuple[datetime, bool]]] = defaultdict(list)
+        rows = db.select_in(lambda chunk: ConsentEvent.select(
+            ConsentEvent.account, ConsentEvent.scenario, ConsentEvent.action, ConsentEvent.at)
+            .where(ConsentEvent.account.in_(chunk)).order_by(ConsentEvent.at, ConsentEvent.id).tuples(),
+            list(account_ids))
+        for account, scenario, action, at in rows:
+            events[(account, scenario)].append((db.from_db(at), action == GRANT))
+        self._times = {k: [t for t, _ in v] for k, v in events.items()}
+        self._states = {k: [g for _, g in v] for k, v in events.items()}
+
+    def granted_at(self, account_id: str, scenario: str, at: datetime) -> bool:
+        times = self._times.get((account_id, scenario))
+        if not times:
+            return False
+        i = bisect_right(times, at)
+        return i > 0 and self._states[(account_id, scenario)][i - 1]
+
+
+def existing_accounts(account_ids: Iterable[str]) -> set[str]:
+    return {a for (a,) in db.select_in(
+        lambda chunk: Account.select(Account.id).where(Account.id.in_(chunk)).tuples(), list(account_ids))}

@@ -1,0 +1,290 @@
+"""The bank's switches: ``config/hub.toml`` loaded into validated settings.
+
+Errors name the file, the dotted key and what is wrong, e.g.
+``config/hub.toml: scenarios.metro.caps.per_day_g: Must be greater than or equal to 0.``
+Secrets never live in the file: it names environment variables, which are read
+from the process environment or, for local development, from ``secrets_file``.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates
+
+DEFAULT_CONFIG = Path("config/hub.toml")
+SCOPES = ("accounts:read", "accounts:write", "admin")
+_ID = validate.Regexp(r"^[a-z0-9][a-z0-9_.-]{0,63}$", error="Must be a lowercase id: letters, digits, '_', '.', '-'.")
+_ENV = validate.Regexp(r"^[A-Z_][A-Z0-9_]*$", error="Must be an environment variable name (A-Z, 0-9, _).")
+
+
+class ConfigError(Exception):
+    """Invalid configuration; ``errors`` is a list of ``(key, message)``."""
+
+    def __init__(self, source: str, errors: list[tuple[str, str]]):
+        self.source = source
+        self.errors = errors
+        super().__init__("\n".join(f"{source}: {key}: {msg}" for key, msg in errors))
+
+
+def flatten_errors(messages: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Turn marshmallow's nested error dict into ``(dotted.key, message)`` pairs."""
+    out: list[tuple[str, str]] = []
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            name = str(key) if key != "_schema" else ""
+            out.extend(flatten_errors(value, f"{prefix}.{name}".strip(".") if name else prefix))
+    elif isinstance(messages, list):
+        for item in messages:
+            if isinstance(item, (dict, list)):
+                out.extend(flatten_errors(item, prefix))
+            else:
+                out.append((prefix or "(top level)", str(item)))
+    else:
+        out.append((prefix or "(top level)", str(messages)))
+    return out
+
+
+class _Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class HubSchema(_Strict):
+    database_url = fields.String(load_default="sqlite:///var/carbonhub.db")
+    timezone = fields.String(load_default="Asia/Shanghai")
+    max_batch_records = fields.Integer(load_default=1000, validate=validate.Range(1, 100_000))
+    signature_max_age_s = fields.Integer(load_default=300, validate=validate.Range(1, 3600))
+    future_skew_s = fields.Integer(load_default=300, validate=validate.Range(0, 86_400))
+    secrets_file = fields.String(load_default="var/secrets.env")
+
+    @validates("timezone")
+    def _tz(self, value: str, **_: Any) -> None:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValidationError(f"Unknown time zone {value!r}.") from exc
+
+    @validates("database_url")
+    def _url(self, value: str, **_: Any) -> None:
+        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValidationError("Must start with sqlite:/// or postgresql://.")
+
+
+class PluginsSchema(_Strict):
+    block = fields.List(fields.String(), load_default=list)
+
+
+class PartnerSchema(_Strict):
+    name = fields.String(required=True, validate=validate.Length(min=1))
+    secret_env = fields.String(required=True, validate=_ENV)
+    scenarios = fields.List(fields.String(validate=_ID), required=True, validate=validate.Length(min=1))
+    enabled = fields.Boolean(load_default=True)
+
+
+class CapsSchema(_Strict):
+    per_day_g = fields.Integer(validate=validate.Range(min=0))
+    per_month_g = fields.Integer(validate=validate.Range(min=0))
+    per_day_count = fields.Integer(validate=validate.Range(min=0))
+    per_month_count = fields.Integer(validate=validate.Range(min=0))
+
+
+class PointsSchema(_Strict):
+    per_kg = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    bonus = fields.Integer(load_default=0, validate=validate.Range(min=0))
+
+
+class ScenarioConfigSchema(_Strict):
+    enabled = fields.Boolean(load_default=True)
+    methodology = fields.String(load_default=None, validate=_ID)
+    versions = fields.List(fields.String(), load_default=list)
+    caps = fields.Nested(CapsSchema, load_default=dict)
+    points = fields.Nested(PointsSchema, load_default=lambda: {"per_kg": 0, "bonus": 0})
+
+
+class ApiKeySchema(_Strict):
+    key_env = fields.String(required=True, validate=_ENV)
+    scopes = fields.List(fields.String(validate=validate.OneOf(SCOPES)), required=True,
+                         validate=validate.Length(min=1))
+
+
+def _keyed(schema: type[Schema]) -> fields.Dict:
+    return fields.Dict(keys=fields.String(validate=_ID), values=fields.Nested(schema), load_default=dict)
+
+
+class ConfigSchema(_Strict):
+    hub = fields.Nested(HubSchema, load_default=lambda: HubSchema().load({}))
+    plugins = fields.Nested(PluginsSchema, load_default=lambda: {"block": []})
+    plugin_config = fields.Dict(keys=fields.String(), values=fields.Dict(), load_default=dict)
+    partners = _keyed(PartnerSchema)
+    scenarios = _keyed(ScenarioConfigSchema)
+    api_keys = _keyed(ApiKeySchema)
+
+    @post_load
+    def _defaults(self, data: dict, **_: Any) -> dict:
+        # Nested load_default values are not passed through the nested schema.
+        if "hub" not in data or "database_url" not in data["hub"]:
+            data["hub"] = HubSchema().load(data.get("hub", {}))
+        return data
+
+
+@dataclass(frozen=True)
+class Partner:
+    id: str
+    name: str
+    secret_env: str
+    scenarios: tuple[str, ...]
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class ScenarioConfig:
+    id: str
+    enabled: bool
+    methodology: str | None
+    versions: tuple[str, ...]
+    caps: Mapping[str, int]
+    points: Mapping[str, int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"enabled": self.enabled, "methodology": self.methodology, "versions": list(self.versions),
+                "caps": dict(self.caps), "points": dict(self.points)}
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    name: str
+    key_env: str
+    scopes: tuple[str, ...]
+
+
+@dataclass
+class Settings:
+    """Validated configuration. Build with :func:`load_settings`."""
+
+    source: str
+    database_url: str
+    timezone: ZoneInfo
+    max_batch_records: int
+    signature_max_age_s: int
+    future_skew_s: int
+    secrets_file: Path
+    blocked_plugins: tuple[str, ...]
+    plugin_config: Mapping[str, Mapping[str, Any]]
+    partners: Mapping[str, Partner]
+    scenarios: Mapping[str, ScenarioConfig]
+    api_keys: Mapping[str, ApiKey]
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    _file_secrets: dict[str, str] | None = None
+
+    def secret(self, env_name: str) -> str | None:
+        """The value of a secret's environment variable, or None when unset."""
+        value = self.environ.get(env_name)
+        if value:
+            return value
+        if self._file_secrets is None:
+            self._file_secrets = read_env_file(self.secrets_file)
+        return self._file_secrets.get(env_name) or None
+
+    def effective(self, mask: bool = True) -> dict[str, Any]:
+        """The effective configuration as a dict, secrets masked or marked unset."""
+
+        def shown(env: str) -> str:
+            value = self.secret(env)
+            if value is None:
+                return "(unset)"
+            return "****" + value[-2:] if mask and len(value) > 8 else ("****" if mask else value)
+
+        return {
+            "source": self.source,
+            "hub": {"database_url": mask_url(self.database_url) if mask else self.database_url,
+                    "timezone": str(self.timezone), "max_batch_records": self.max_batch_records,
+                    "signature_max_age_s": self.signature_max_age_s, "future_skew_s": self.future_skew_s,
+                    "secrets_file": str(self.secrets_file)},
+            "plugins": {"block": list(self.blocked_plugins)},
+            "partners": {p.id: {"name": p.name, "secret_env": p.secret_env, "secret": shown(p.secret_env),
+                                "scenarios": list(p.scenarios), "enabled": p.enabled}
+                         for p in self.partners.values()},
+            "scenarios": {s.id: s.as_dict() for s in self.scenarios.values()},
+            "api_keys": {k.name: {"key_env": k.key_env, "key": shown(k.key_env), "scopes": list(k.scopes)}
+                         for k in self.api_keys.values()},
+        }
+
+
+def mask_url(url: str) -> str:
+    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1****@", url)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse ``NAME=value`` lines (``#`` comments); a missing file is empty."""
+    out: dict[str, str] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return out
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            name, _, value = line.partition("=")
+            out[name.strip()] = value.strip().strip('"').strip("'")
+    return out
+
+
+def config_path(path: str | os.PathLike | None = None) -> Path:
+    return Path(path or os.environ.get("CARBONHUB_CONFIG") or DEFAULT_CONFIG)
+
+
+def load_settings(path: str | os.PathLike | None = None, *, data: Mapping[str, Any] | None = None,
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    """Load and validate settings from a TOML file (or an already parsed dict).
+
+    ``CARBONHUB_DATABASE_URL`` in the environment overrides ``hub.database_url``.
+    """
+    env = os.environ if environ is None else environ
+    source = str(config_path(path)) if data is None else "<dict>"
+    if data is None:
+        try:
+            with open(source, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(source, [("(file)", "Config file not found.")]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(source, [("(syntax)", str(exc))]) from None
+    try:
+        loaded = ConfigSchema().load(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(source, flatten_errors(exc.messages)) from None
+
+    hub = loaded["hub"]
+    url = env.get("CARBONHUB_DATABASE_URL") or hub["database_url"]
+    settings = Settings(
+        source=source,
+        database_url=url,
+        timezone=ZoneInfo(hub["timezone"]),
+        max_batch_records=hub["max_batch_records"],
+        signature_max_age_s=hub["signature_max_age_s"],
+        future_skew_s=hub["future_skew_s"],
+        secrets_file=Path(hub["secrets_file"]),
+        blocked_plugins=tuple(loaded["plugins"]["block"]),
+        plugin_config=loaded["plugin_config"],
+        partners={pid: Partner(id=pid, name=p["name"], secret_env=p["secret_env"],
+                               scenarios=tuple(p["scenarios"]), enabled=p["enabled"])
+                  for pid, p in loaded["partners"].items()},
+        scenarios={sid: ScenarioConfig(id=sid, enabled=s["enabled"], methodology=s["methodology"],
+                                       versions=tuple(s["versions"]), caps=dict(s["caps"]),
+                                       points=dict(s["points"]))
+                   for sid, s in loaded["scenarios"].items()},
+        api_keys={name: ApiKey(name=name, key_env=k["key_env"], scopes=tuple(k["scopes"]))
+                  for name, k in loaded["api_keys"].items()},
+        environ=env,
+    )
+    errors = [(f"partners.{p.id}.scenarios", f"Scenario {s!r} is not configured under [scenarios].")
+              for p in settings.partners.values() for s in p.scenarios if s not in settings.scenarios]
+    if errors:
+        raise ConfigError(source, errors)
+    return settings

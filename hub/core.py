@@ -1,0 +1,125 @@
+"""The hub's services wired together: settings, plugins, methodologies, store, ledger, pipeline.
+
+:class:`Hub` is what the HTTP app, the CLI and the tests share; it is built
+fresh each time (no global plugin manager).
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any, Iterable
+
+from . import accounts, db
+from .config import ConfigError, Settings
+from .context import Clock, HookContext, utc_now
+from .ingest import Pipeline
+from .ledger import Ledger
+from .methodology import MethodologyRegistry
+from .plugins import build_plugin_manager, collect_registrations, notify
+from .records import AccountRecord
+
+log = logging.getLogger("carbonhub")
+
+
+class Hub:
+    def __init__(self, settings: Settings, *, clock: Clock = utc_now, extra_plugins: Iterable[Any] = (),
+                 database_url: str | None = None):
+        self.settings = settings
+        self._clock = clock
+        self.ctx = HookContext(settings, clock)
+        self.pm = build_plugin_manager(settings.blocked_plugins, extra_plugins)
+        self.registry = collect_registrations(self.pm, self.ctx)
+        self.methodologies = MethodologyRegistry(self.registry.methodologies.values())
+        self._check_config()
+        self._scenario_dicts = {sid: s.as_dict() for sid, s in settings.scenarios.items()}
+        self.database = db.bind(database_url or settings.database_url)
+        self.ledger = Ledger(clock)
+        self.pipeline = Pipeline(self)
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    def _check_config(self) -> None:
+        """Config that names scenarios, methodologies or versions no plugin provides."""
+        errors = []
+        for sid, conf in self.settings.scenarios.items():
+            spec = self.registry.scenarios.get(sid)
+            if spec is None:
+                hint = " (its plugin is blocked)" if self.settings.blocked_plugins else ""
+                errors.append((f"scenarios.{sid}", f"No plugin registers scenario {sid!r}{hint}."))
+                continue
+            mid = conf.methodology or spec.methodology
+            if mid not in self.methodologies.versions:
+                errors.append((f"scenarios.{sid}.methodology", f"Unknown methodology {mid!r}."))
+                continue
+            known = {v.version for v in self.methodologies.versions[mid]}
+            for v in conf.versions:
+                if v not in known:
+                    errors.append((f"scenarios.{sid}.versions", f"{mid} has no version {v!r} "
+                                                                f"(known: {', '.join(sorted(known))})."))
+        if errors:
+            raise ConfigError(self.settings.source, errors)
+
+    def scenario_config_dict(self, scenario: str) -> dict[str, Any]:
+        return self._scenario_dicts[scenario]
+
+    def notify(self, hook_name: str, **kwargs: Any) -> int:
+        return notify(self.pm, hook_name, ctx=self.ctx, **kwargs)
+
+    # --- store -------------------------------------------------------------
+
+    def init_db(self) -> int:
+        """Create the schema if needed and mirror configured partners; idempotent."""
+        version = db.init_schema()
+        self.sync_partners()
+        return version
+
+    def sync_partners(self) -> None:
+        now = db.to_db(self.now())
+        with db.database.atomic():
+            for p in self.settings.partners.values():
+                (db.Partner.insert(id=p.id, name=p.name, scenarios=list(p.scenarios), enabled=p.enabled,
+                                   updated_at=now)
+                 .on_conflict(conflict_target=[db.Partner.id],
+                              update={db.Partner.name: p.name, db.Partner.scenarios: list(p.scenarios),
+                                      db.Partner.enabled: p.enabled, db.Partner.updated_at: now})
+                 .execute())
+            configured = list(self.settings.partners)
+            (db.Partner.update(enabled=False, updated_at=now)
+             .where(db.Partner.id.not_in(configured) if configured else True).execute())
+
+    # --- accounts ------------------------------------------------------------
+
+    def open_account(self, bank_ref: str) -> tuple[AccountRecord, bool]:
+        account, created = accounts.open_account(bank_ref, self.now())
+        if created:
+            self.notify("carbonhub_account_opened", account=account)
+        return account, created
+
+    def set_consent(self, account_id: str, scenario: str, granted: bool, *, at: datetime | None = None,
+                    source: str = "api") -> bool:
+        return accounts.set_consent(account_id, scenario, granted, at or self.now(), source)
+
+    # --- views ---------------------------------------------------------------
+
+    def enabled_scenarios(self) -> list[str]:
+        return sorted(s for s, c in self.settings.scenarios.items() if c.enabled and s in self.registry.scenarios)
+
+    def scenario_view(self, sid: str, at: datetime | None = None) -> dict[str, Any]:
+        spec, conf = self.registry.scenarios[sid], self.settings.scenarios[sid]
+        mid = conf.methodology or spec.methodology
+        when = at or self.now()
+        current = self.methodologies.in_force(mid, when, self.settings.timezone, conf.versions)
+        caps = dict(current.caps) if current else {}
+        for kind, value in conf.caps.items():
+            caps[kind] = min(value, caps.get(kind, value))
+        return {
+            "id": sid, "title": spec.title, "description": spec.description, "unit": spec.unit,
+            "plugin": self.registry.owner[("scenario", sid)],
+            "partners": sorted(p.id for p in self.settings.partners.values() if sid in p.scenarios and p.enabled),
+            "methodology": {"id": mid, "version_in_force": current.version if current else None,
+                            "approved_versions": list(conf.versions) or
+                            [v.version for v in self.methodologies.versions[mid]]},
+            "caps": caps,
+            "points": dict(conf.points),
+        }

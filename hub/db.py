@@ -1,0 +1,327 @@
+"""The store: peewee models on SQLite (default, WAL) or PostgreSQL, same code.
+
+Conventions: datetimes are stored as naive UTC (:func:`to_db` / :func:`from_db`);
+amounts are integers; JSON columns hold canonical JSON text. Models never leave
+the hub: plugins see :mod:`hub.records` only.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import peewee as pw
+from playhouse.db_url import connect as url_connect
+
+SCHEMA_VERSION = 1
+database = pw.DatabaseProxy()
+
+
+def json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def canonical_json(value: Any) -> str:
+    """Deterministic JSON: sorted keys, no spaces, Decimals as strings."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=json_default, ensure_ascii=False)
+
+
+class JSONText(pw.TextField):
+    """JSON kept as canonical text, identical on SQLite and PostgreSQL."""
+
+    def db_value(self, value: Any) -> Any:
+        return None if value is None else canonical_json(value)
+
+    def python_value(self, value: Any) -> Any:
+        return None if value is None else json.loads(value)
+
+
+def to_db(dt: datetime) -> datetime:
+    """Aware datetime -> naive UTC for storage."""
+    if dt.tzinfo is None:
+        raise ValueError("naive datetime given; use timezone-aware datetimes")
+    return dt.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def from_db(dt: datetime | None) -> datetime | None:
+    if dt is None:
+        return None
+    if isinstance(dt, str):  # SQLite may hand back text for some expressions
+        dt = datetime.fromisoformat(dt)
+    return dt.replace(tzinfo=timezone.utc)
+
+
+class BaseModel(pw.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Meta(BaseModel):
+    key = pw.CharField(primary_key=True, max_length=64)
+    value = pw.TextField()
+
+
+class Partner(BaseModel):
+    """Partners known to the hub; mirrored from config at start-up."""
+
+    id = pw.CharField(primary_key=True, max_length=64)
+    name = pw.CharField(max_length=200)
+    scenarios = JSONText()
+    enabled = pw.BooleanField(default=True)
+    updated_at = pw.DateTimeField()
+
+
+class Account(BaseModel):
+    id = pw.CharField(primary_key=True, max_length=40)
+    bank_ref = pw.CharField(unique=True, max_length=128)
+    opened_at = pw.DateTimeField()
+    status = pw.CharField(max_length=16, default="open")
+
+
+class Consent(BaseModel):
+    """Current consent per account and scenario; history is in ConsentEvent."""
+
+    account = pw.CharField(max_length=40)
+    scenario = pw.CharField(max_length=64)
+    granted = pw.BooleanField()
+    updated_at = pw.DateTimeField()
+
+    class Meta:
+        primary_key = pw.CompositeKey("account", "scenario")
+
+
+class ConsentEvent(BaseModel):
+    """Append-only log of grants and revocations."""
+
+    id = pw.BigAutoField()
+    account = pw.CharField(max_length=40, index=True)
+    scenario = pw.CharField(max_length=64)
+    action = pw.CharField(max_length=8)  # grant | revoke
+    at = pw.DateTimeField()
+    source = pw.CharField(max_length=64, default="api")
+
+
+class InboxRecord(BaseModel):
+    """Every raw partner record as received, with where it ended up."""
+
+    id = pw.CharField(primary_key=True, max_length=40)
+    partner = pw.CharField(max_length=64, index=True)
+    batch_id = pw.CharField(max_length=40, index=True)
+    source = pw.CharField(max_length=16)  # push | pull | batch | demo
+    received_at = pw.DateTimeField()
+    payload = JSONText()
+    event_id = pw.CharField(max_length=128, null=True)
+    status = pw.CharField(max_length=16, index=True)  # accepted | duplicate | rejected
+    reason = pw.CharField(max_length=64, null=True, index=True)
+    detail = JSONText(null=True)
+    attempts = pw.IntegerField(default=1)
+    updated_at = pw.DateTimeField()
+
+
+class Behaviour(BaseModel):
+    """A normalized act and its outcome; one row per processing attempt.
+
+    ``event_key`` and ``credit_fingerprint`` are set only on credited rows, and
+    are unique: the database itself refuses a second credit for the same
+    partner event or the same real act.
+    """
+
+    id = pw.CharField(primary_key=True, max_length=40)
+    inbox_id = pw.CharField(max_length=40, index=True)
+    partner = pw.CharField(max_length=64)
+    scenario = pw.CharField(max_length=64)
+    account = pw.CharField(max_length=40, index=True, null=True)
+    event_id = pw.CharField(max_length=128)
+    event_key = pw.CharField(max_length=200, unique=True, null=True)
+    fingerprint = pw.CharField(max_length=64)
+    credit_fingerprint = pw.CharField(max_length=140, unique=True, null=True)
+    occurred_at = pw.DateTimeField(null=True)
+    quantity = pw.CharField(max_length=40, null=True)
+    unit = pw.CharField(max_length=32, null=True)
+    attributes = JSONText(null=True)
+    status = pw.CharField(max_length=16)
+    reason = pw.CharField(max_length=64, null=True)
+    detail = JSONText(null=True)
+    duplicate_of = pw.CharField(max_length=40, null=True)
+    grams = pw.BigIntegerField(default=0)
+    points = pw.BigIntegerField(default=0)
+    tx_seq = pw.BigIntegerField(null=True)
+    created_at = pw.DateTimeField()
+
+
+class Receipt(BaseModel):
+    """How the grams of one credited behaviour were computed."""
+
+    behaviour = pw.CharField(primary_key=True, max_length=40)
+    methodology = pw.CharField(max_length=64)
+    version = pw.CharField(max_length=32)
+    quantity = pw.CharField(max_length=40)
+    unit = pw.CharField(max_length=32)
+    baseline_g = pw.CharField(max_length=40)
+    project_g = pw.CharField(max_length=40)
+    computed_g = pw.BigIntegerField()
+    credited_g = pw.BigIntegerField()
+    formula = pw.TextField()
+    factors = JSONText()
+    caps = JSONText()
+    points = JSONText()
+    created_at = pw.DateTimeField()
+
+
+class LedgerTransaction(BaseModel):
+    """One immutable, hash-chained ledger transaction."""
+
+    seq = pw.BigIntegerField(primary_key=True)
+    key = pw.CharField(max_length=200, unique=True)
+    kind = pw.CharField(max_length=32)
+    content_hash = pw.CharField(max_length=64)
+    methodology = pw.CharField(max_length=100, null=True)
+    memo = JSONText()
+    reverses = pw.BigIntegerField(unique=True, null=True)
+    created_at = pw.DateTimeField()
+    prev_hash = pw.CharField(max_length=64)
+    hash = pw.CharField(max_length=64)
+
+
+class Posting(BaseModel):
+    id = pw.BigAutoField()
+    tx_seq = pw.BigIntegerField(index=True)
+    account = pw.CharField(max_length=100, index=True)
+    unit = pw.CharField(max_length=8)
+    amount = pw.BigIntegerField()
+
+
+class Balance(BaseModel):
+    """Balance per account and unit, kept in the same transaction as postings."""
+
+    account = pw.CharField(max_length=100)
+    unit = pw.CharField(max_length=8)
+    amount = pw.BigIntegerField(default=0)
+
+    class Meta:
+        primary_key = pw.CompositeKey("account", "unit")
+
+
+class LedgerHead(BaseModel):
+    """The single row that orders the chain; locked by every ledger write."""
+
+    id = pw.IntegerField(primary_key=True)
+    seq = pw.BigIntegerField()
+    hash = pw.CharField(max_length=64)
+
+
+class UsageCounter(BaseModel):
+    """Credited grams and count per account, scenario and period (for caps)."""
+
+    account = pw.CharField(max_length=40)
+    scenario = pw.CharField(max_length=64)
+    period = pw.CharField(max_length=16)  # d:2026-11-21 | m:2026-11
+    grams = pw.BigIntegerField(default=0)
+    count = pw.IntegerField(default=0)
+
+    class Meta:
+        primary_key = pw.CompositeKey("account", "scenario", "period")
+
+
+MODELS: tuple[type[BaseModel], ...] = (
+    Meta, Partner, Account, Consent, ConsentEvent, InboxRecord, Behaviour, Receipt,
+    LedgerTransaction, Posting, Balance, LedgerHead, UsageCounter,
+)
+GENESIS_HASH = "0" * 64
+
+
+def make_database(url: str) -> pw.Database:
+    """A peewee database for ``sqlite:///path`` or ``postgresql://...``."""
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):]
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # IMMEDIATE: a writer takes the lock at BEGIN, so two writers queue
+        # instead of failing when both try to upgrade a read lock.
+        return pw.SqliteDatabase(path, lock_type="IMMEDIATE", pragmas={
+            "journal_mode": "wal", "synchronous": "normal", "foreign_keys": 1,
+            "busy_timeout": 30_000, "cache_size": -64_000,
+        })
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    return url_connect(url)
+
+
+def bind(url: str) -> pw.Database:
+    db = make_database(url)
+    database.initialize(db)
+    return db
+
+
+def is_postgres() -> bool:
+    return isinstance(database.obj, pw.PostgresqlDatabase)
+
+
+def init_schema() -> int:
+    """Create missing tables and record the schema version; idempotent."""
+    with database.atomic():
+        database.create_tables(MODELS, safe=True)
+        row = Meta.get_or_none(Meta.key == "schema_version")
+        if row is None:
+            Meta.create(key="schema_version", value=str(SCHEMA_VERSION))
+        elif int(row.value) > SCHEMA_VERSION:
+            raise RuntimeError(f"database schema {row.value} is newer than this hub ({SCHEMA_VERSION})")
+        LedgerHead.insert(id=1, seq=0, hash=GENESIS_HASH).on_conflict_ignore().execute()
+    return SCHEMA_VERSION
+
+
+def schema_version() -> int | None:
+    if not database.table_exists("meta"):
+        return None
+    row = Meta.get_or_none(Meta.key == "schema_version")
+    return int(row.value) if row else None
+
+
+def drop_schema() -> None:
+    database.drop_tables(MODELS, safe=True)
+
+
+def lock_ledger() -> LedgerHead:
+    """Lock the chain head for this transaction (row lock on PostgreSQL;
+    SQLite's BEGIN IMMEDIATE already holds the write lock)."""
+    query = LedgerHead.select().where(LedgerHead.id == 1)
+    if is_postgres():
+        query = query.for_update()
+    return query.get()
+
+
+def bulk_insert(model: type[BaseModel], columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Insert many rows of DB-ready values with one statement per page.
+
+    Values are passed as given (serialise JSON and datetimes first). This is the
+    hot path of ingestion, so it bypasses peewee's per-value query building.
+    """
+    rows = list(rows)
+    if not rows:
+        return
+    table = model._meta.table_name
+    cols = ", ".join(f'"{model._meta.fields[c].column_name}"' for c in columns)
+    cursor = database.cursor()
+    if is_postgres():
+        from psycopg2.extras import execute_values
+
+        execute_values(cursor, f'INSERT INTO "{table}" ({cols}) VALUES %s', rows, page_size=1000)
+    else:
+        marks = ", ".join("?" for _ in columns)
+        cursor.executemany(f'INSERT INTO "{table}" ({cols}) VALUES ({marks})', rows)
+
+
+def select_in(query_fn, values: Sequence[Any], chunk: int = 900) -> list[Any]:
+    """Run ``query_fn(chunk_of_values)`` over chunks (SQLite limits parameters)."""
+    out: list[Any] = []
+    values = list(values)
+    for i in range(0, len(values), chunk):
+        out.extend(query_fn(values[i:i + chunk]))
+    return out

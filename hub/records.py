@@ -1,0 +1,219 @@
+"""Typed records that cross the plugin boundary.
+
+Plugins receive and return these dataclasses, never database models, so the
+store can change without breaking a partner's plugin. All are frozen: a hook
+that wants to change a record returns a new one (``dataclasses.replace``).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+# Status of a partner record or behaviour once the pipeline is done with it.
+ACCEPTED = "accepted"
+DUPLICATE = "duplicate"
+REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class ScenarioSpec:
+    """A kind of low-carbon behaviour a plugin can normalize.
+
+    ``id`` is unique across all plugins (a duplicate stops the hub at start-up).
+    ``methodology`` names the methodology id used unless the bank's config picks
+    another one; ``unit`` is the unit of ``Behaviour.quantity`` (e.g. ``pkm``,
+    ``statement``).
+    """
+
+    id: str
+    title: str
+    methodology: str
+    unit: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class MethodologySpec:
+    """A methodology and its versioned TOML documents.
+
+    ``documents`` are paths to TOML files, one per version (see
+    ``docs/methodologies.md`` for their fields). ``formula`` optionally gives the
+    family formula in code; when ``None`` the document's ``family`` names a module
+    in the ``methodologies`` package.
+    """
+
+    id: str
+    documents: tuple[Path, ...]
+    formula: Callable[..., "Calculation"] | None = None
+
+
+@dataclass(frozen=True)
+class ConnectorSpec:
+    """A way partner data reaches the hub (``push``, ``pull`` or ``batch``)."""
+
+    id: str
+    mode: str
+    partner_kind: str = ""
+    scenarios: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class BenefitSpec:
+    """Something a partner can fulfil when a user redeems points.
+
+    The bank switches a benefit on, prices and stocks it in config.
+    """
+
+    id: str
+    title: str
+    partner_kind: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """One partner record exactly as received, before normalization.
+
+    ``payload`` is the partner's native JSON object; ``scenarios`` are the
+    scenarios the bank allows this partner to feed.
+    """
+
+    inbox_id: str
+    partner: str
+    payload: Mapping[str, Any]
+    received_at: datetime
+    scenarios: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """A normalized low-carbon act of one user.
+
+    - ``event_id``: the partner's id for this act; a second record with the same
+      partner and event id is answered ``duplicate``.
+    - ``fingerprint``: identifies the real act whoever reports it (build it with
+      :func:`fingerprint`); the same act from two partners is credited once.
+    - ``occurred_at``: timezone-aware; decides which methodology version applies.
+    - ``quantity``: positive, in the scenario's ``unit``.
+    - ``attributes``: the evidence the methodology asks for (JSON-safe values).
+    """
+
+    scenario: str
+    account_id: str
+    event_id: str
+    fingerprint: str
+    occurred_at: datetime
+    quantity: Decimal
+    unit: str
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why a record or behaviour cannot be credited: a code, a message, a field."""
+
+    code: str
+    message: str
+    field: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {"code": self.code, "message": self.message}
+        if self.field:
+            out["field"] = self.field
+        return out
+
+
+class RecordError(Exception):
+    """Raise from ``carbonhub_normalize_record`` when a native record is unusable.
+
+    The record is stored as ``rejected`` with this code, message and field, and
+    can be replayed later.
+    """
+
+    def __init__(self, code: str, message: str, field: str | None = None):
+        super().__init__(message)
+        self.problem = Problem(code, message, field)
+
+
+@dataclass(frozen=True)
+class Factor:
+    """A sourced emission factor from a methodology document."""
+
+    name: str
+    value: Decimal
+    unit: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Calculation:
+    """What a family formula returns: emissions in grams (may be fractional)."""
+
+    baseline_g: Decimal
+    project_g: Decimal
+    factors_used: tuple[str, ...]
+    formula: str
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """A reduction computed for one behaviour, before caps and rewards."""
+
+    methodology: str
+    version: str
+    grams: int
+    baseline_g: Decimal
+    project_g: Decimal
+    formula: str
+    factors: tuple[Factor, ...]
+
+
+@dataclass(frozen=True)
+class PointGrant:
+    """Points a reward rule awards for one credited behaviour."""
+
+    points: int
+    rule: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class PostingRecord:
+    account: str
+    unit: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class TransactionRecord:
+    """A posted ledger transaction as plugins see it."""
+
+    seq: int
+    key: str
+    kind: str
+    created_at: datetime
+    postings: tuple[PostingRecord, ...]
+    memo: Mapping[str, Any] = field(default_factory=dict)
+    reverses: int | None = None
+
+
+@dataclass(frozen=True)
+class AccountRecord:
+    id: str
+    bank_ref: str
+    opened_at: datetime
+
+
+def fingerprint(*parts: Any) -> str:
+    """Stable fingerprint of a real act from its identifying parts.
+
+    Parts are joined with a separator that cannot appear in them unescaped, so
+    ``("a|b", "c")`` and ``("a", "b|c")`` differ.
+    """
+    text = "\x1f".join(str(p).replace("\x1f", " ") for p in parts)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
