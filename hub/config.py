@@ -37,7 +37,11 @@ def flatten_errors(messages: Any, prefix: str = "") -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     if isinstance(messages, dict):
         for key, value in messages.items():
-            name = str(key) if key != "_schema" else ""
+            if key == "key":  # marshmallow's Dict: the entry's name itself is invalid
+                out.extend((k, f"invalid name: {m}") for k, m in flatten_errors(value, prefix))
+                continue
+            # "value" is marshmallow's Dict wrapper and "_schema" a whole-object error
+            name = "" if key in ("_schema", "value") else str(key)
             out.extend(flatten_errors(value, f"{prefix}.{name}".strip(".") if name else prefix))
     elif isinstance(messages, list):
         for item in messages:

@@ -1,0 +1,119 @@
+"""The `carbonhub` command, run in-process with click's runner on a real database."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from hub import db
+from hub.cli import main
+
+CONFIG = """
+[hub]
+timezone = "Asia/Shanghai"
+secrets_file = "{secrets}"
+
+[partners.szmetro]
+name = "Shenzhen Metro"
+secret_env = "CARBONHUB_SECRET_SZMETRO"
+scenarios = ["metro"]
+
+[partners.cardcentre]
+name = "Card Centre"
+secret_env = "CARBONHUB_SECRET_CARDCENTRE"
+scenarios = ["estatement"]
+
+[scenarios.metro]
+caps = {{ per_day_g = 3000, per_day_count = 5 }}
+points = {{ per_kg = 100, bonus = 1 }}
+
+[scenarios.estatement]
+points = {{ bonus = 5 }}
+
+[api_keys.app]
+key_env = "CARBONHUB_KEY_APP"
+scopes = ["accounts:read", "accounts:write"]
+"""
+
+
+@pytest.fixture
+def cli(tmp_path, database_url):
+    path = tmp_path / "hub.toml"
+    path.write_text(CONFIG.format(secrets=tmp_path / "secrets.env"))
+    runner = CliRunner()
+    env = {"CARBONHUB_DATABASE_URL": database_url, "CARBONHUB_SECRET_SZMETRO": "metro-secret-value-123",
+           "CARBONHUB_SECRET_CARDCENTRE": "", "CARBONHUB_KEY_APP": ""}
+
+    def run(*args: str, code: int = 0) -> str:
+        result = runner.invoke(main, ["--config", str(path), *args], env=env, catch_exceptions=False)
+        assert result.exit_code == code, result.output
+        return result.output
+
+    yield run
+    if not db.database.is_closed():
+        db.database.close()
+
+
+def test_db_init_is_idempotent(cli):
+    assert "schema version 1" in cli("db", "init")
+    assert "schema version 1" in cli("db", "init")
+    assert db.schema_version() == 1
+
+
+def test_config_check_masks_secrets(cli):
+    out = cli("config", "check")
+    assert "metro-secret-value-123" not in out
+    effective = json.loads(out[:out.rindex("}") + 1])
+    assert effective["partners"]["szmetro"]["secret"].startswith("****")
+    assert effective["partners"]["cardcentre"]["secret"] == "(unset)"
+    assert "config ok" in out
+
+
+def test_config_check_names_file_and_key(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[scenarios.metro]\ncaps = { per_day_g = -1 }\n')
+    result = CliRunner().invoke(main, ["--config", str(bad), "config", "check"])
+    assert result.exit_code == 2
+    assert f"{bad}: scenarios.metro.caps.per_day_g:" in result.output
+
+
+def test_plugins_lists_hooks_and_scenarios(cli):
+    rows = {r["name"]: r for r in json.loads(cli("plugins", "--json"))}
+    assert rows["metro"]["scenarios"] == ["metro"]
+    assert "carbonhub_normalize_record" in rows["metro"]["hooks"]
+    assert rows["estatement"]["methodologies"] == ["estatement-paperless"]
+    assert "metro 0.1.0 (API 1.0)" in cli("plugins")
+
+
+def test_demo_twice_credits_once_and_verify_catches_tampering(cli):
+    first = cli("demo")
+    assert "demo-alice" in first and "accepted" in first
+    balances = {(b.account, b.unit): b.amount for b in db.Balance.select()}
+    assert any(amount > 0 for (account, unit), amount in balances.items() if account.startswith("user:"))
+
+    second = cli("demo")
+    assert "accepted 0" in second
+    assert {(b.account, b.unit): b.amount for b in db.Balance.select()} == balances
+
+    assert "ledger ok" in cli("ledger", "verify")
+    posting = db.Posting.select().where(db.Posting.unit == "g", db.Posting.amount > 0).order_by(db.Posting.id).first()
+    db.Posting.update(amount=posting.amount + 1).where(db.Posting.id == posting.id).execute()
+    broken = cli("ledger", "verify", code=1)
+    assert f"BROKEN at seq {posting.tx_seq}" in broken
+
+
+def test_inbox_list_and_replay_after_consent(cli):
+    cli("demo")
+    listed = cli("inbox", "list", "--reason", "no_consent")
+    assert "demo-bob" in listed
+    bob = db.Account.get(db.Account.bank_ref == "demo-bob")
+    from datetime import datetime, timezone
+
+    from hub.accounts import set_consent
+
+    set_consent(bob.id, "estatement", True, datetime(2020, 1, 1, tzinfo=timezone.utc), source="test")
+    summary = json.loads(cli("inbox", "replay", "--reason", "no_consent"))
+    assert summary["accepted"] >= 1 and summary["rejected"] == 0
+    again = json.loads(cli("inbox", "replay", "--reason", "no_consent"))
+    assert again["records"] == 0
