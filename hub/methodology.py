@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import math
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -108,9 +108,18 @@ class MethodologyVersion:
     caps: Mapping[str, int]
     path: str
     formula: Callable[[Mapping[str, Factor], Behaviour], Calculation] = field(repr=False, compare=False)
+    # Set by the registry: the next version's effective_from, which ends an
+    # open-ended version without editing its published document.
+    superseded_on: date | None = None
+
+    @property
+    def ends_on(self) -> date | None:
+        """First day this version is no longer in force (None: still open)."""
+        ends = [d for d in (self.effective_to, self.superseded_on) if d is not None]
+        return min(ends) if ends else None
 
     def in_force(self, day: date) -> bool:
-        return self.effective_from <= day and (self.effective_to is None or day < self.effective_to)
+        return self.effective_from <= day and (self.ends_on is None or day < self.ends_on)
 
     def compute(self, behaviour: Behaviour) -> Reduction:
         calc = self.formula(self.factors, behaviour)
@@ -125,6 +134,7 @@ class MethodologyVersion:
             "reviewer": self.reviewer, "reviewed_on": self.reviewed_on.isoformat(),
             "effective_from": self.effective_from.isoformat(),
             "effective_to": self.effective_to.isoformat() if self.effective_to else None,
+            "superseded_on": self.superseded_on.isoformat() if self.superseded_on else None,
             "quantity_unit": self.quantity_unit, "evidence": list(self.evidence),
             "description": self.description, "caps": dict(self.caps),
             "factors": {n: {"value": str(f.value), "unit": f.unit, "source": f.source}
@@ -137,7 +147,10 @@ def family_formula(family: str) -> Callable[[Mapping[str, Factor], Behaviour], C
         module = importlib.import_module(f"methodologies.{family}")
     except ModuleNotFoundError:
         raise MethodologyError(f"unknown formula family {family!r} (no module methodologies/{family}.py)") from None
-    return module.compute
+    compute = getattr(module, "compute", None)
+    if not callable(compute):  # e.g. a documents folder, which imports as a namespace package
+        raise MethodologyError(f"unknown formula family {family!r} (methodologies.{family} has no compute())")
+    return compute
 
 
 def load_document(path: Path, spec: MethodologySpec) -> MethodologyVersion:
@@ -157,7 +170,10 @@ def load_document(path: Path, spec: MethodologySpec) -> MethodologyVersion:
         raise MethodologyError("\n".join(f"{path}: {k}: {m}" for k, m in flatten_errors(exc.messages))) from None
     if data["id"] != spec.id:
         raise MethodologyError(f"{path}: id {data['id']!r} does not match the registered methodology {spec.id!r}")
-    formula = spec.formula or family_formula(data["family"])
+    try:
+        formula = spec.formula or family_formula(data["family"])
+    except MethodologyError as exc:
+        raise MethodologyError(f"{path}: family: {exc}") from None
     factors = {name: Factor(name=name, value=f["value"], unit=f["unit"], source=f["source"])
                for name, f in data["factors"].items()}
     return MethodologyVersion(
@@ -183,11 +199,15 @@ class MethodologyRegistry:
                 if v.version in seen:
                     raise MethodologyError(f"{v.path}: version {v.version!r} of {spec.id!r} appears twice")
                 seen.add(v.version)
-            for a, b in zip(loaded, loaded[1:]):
-                if a.effective_to is None or a.effective_to > b.effective_from:
+            for i, (a, b) in enumerate(zip(loaded, loaded[1:])):
+                if a.effective_from == b.effective_from or (a.effective_to and a.effective_to > b.effective_from):
                     raise MethodologyError(
                         f"{b.path}: {spec.id} {b.version} starts {b.effective_from} while {a.version} "
-                        f"is still in force; set effective_to = {b.effective_from} in {a.path}")
+                        f"is still in force; set effective_to = {b.effective_from} in {a.path} or start later")
+                if a.effective_to is None:
+                    # A newer version supersedes an open-ended one: factor updates
+                    # are new documents, the published one stays untouched.
+                    loaded[i] = replace(a, superseded_on=b.effective_from)
             self.versions[spec.id] = loaded
 
     def get(self, methodology_id: str, version: str | None = None) -> MethodologyVersion | None:

@@ -1,0 +1,179 @@
+"""The e-statement scenario end to end, as documented in docs/scenarios/estatement.md.
+
+Native records from ``tests/fixtures/estatement`` go through the real pipeline
+with the shipped ``config/hub.toml`` rules for the scenario (at most 3
+statements a month, 5 points each). Expected grams come from the published
+factor (24 g per statement), worked out by hand.
+"""
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from hub import db
+from hub.ledger import user_carbon, user_points
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures" / "estatement"
+CST = timezone(timedelta(hours=8))
+CONSENT_AT = datetime(2020, 7, 1, tzinfo=CST)
+GRAMS_PER_STATEMENT = 24  # CITIC carbon account methodology, 2022 (docs/scenarios/estatement.md)
+
+
+def load(name: str):
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+
+
+def with_account(record: dict, account_id: str) -> dict:
+    return {k: (account_id if v == "{account}" else v) for k, v in record.items()}
+
+
+def verdict(outcome) -> tuple[str, str | None, str | None]:
+    """(status, reason, field) of a record: the record's own problem, else its behaviour's."""
+    if outcome.reason:
+        return outcome.status, outcome.reason, outcome.field
+    (b,) = outcome.behaviours
+    return outcome.status, b.reason, b.field
+
+
+@pytest.fixture
+def config_data(config_data):
+    """The test config with the e-statement rules exactly as shipped in config/hub.toml."""
+    with open(ROOT / "config" / "hub.toml", "rb") as fh:
+        shipped = tomllib.load(fh)
+    config_data["scenarios"]["estatement"] = shipped["scenarios"]["estatement"]
+    config_data["partners"]["cardcentre"] = shipped["partners"]["cardcentre"]
+    return config_data
+
+
+@pytest.fixture
+def account(hub):
+    acc, _ = hub.open_account("cust-card-0001")
+    hub.set_consent(acc.id, "estatement", True, at=CONSENT_AT)
+    return acc
+
+
+def statement(account_id: str, **changes) -> dict:
+    """The worked example's statement (docs/scenarios/estatement.md), with changes."""
+    base = with_account(load("good.json")[0], account_id)
+    assert base["statement_id"] == "ST-202610-000451"  # the fixture's first record is the worked example
+    return {**base, **changes}
+
+
+def ingest(hub, *records):
+    return hub.pipeline.ingest("cardcentre", list(records)).records
+
+
+def test_shipped_config_is_what_the_docs_describe(hub):
+    view = hub.scenario_view("estatement")
+    assert view["methodology"]["id"] == "estatement-paperless"
+    assert view["methodology"]["version_in_force"] == "2022.1"
+    assert view["caps"] == {"per_month_count": 3}  # methodology 5, config 3: the lower wins
+    assert view["points"] == {"per_kg": 0, "bonus": 5}
+
+
+def test_worked_example(hub, account):
+    (rec,) = ingest(hub, statement(account.id))
+    (b,) = rec.behaviours
+    assert (rec.status, b.grams, b.points) == ("accepted", 24, 5)  # 1 × 24 g; 24 × 0 // 1000 + 5
+    receipt = db.Receipt.get(db.Receipt.behaviour == b.id)
+    assert (receipt.methodology, receipt.version, receipt.quantity, receipt.unit) == (
+        "estatement-paperless", "2022.1", "1", "statement")
+    assert receipt.formula == "1 statement × 24 gCO2e/statement − 0"
+    assert "CITIC" in receipt.factors[0]["source"]
+    assert hub.ledger.balance(user_carbon(account.id), "g") == 24
+    assert hub.ledger.balance(user_points(account.id), "pts") == 5
+
+
+def test_good_fixture_is_credited_in_full(hub, account):
+    records = [with_account(r, account.id) for r in load("good.json")]
+    result = ingest(hub, *records)
+    assert [(r.status, r.behaviours[0].grams, r.behaviours[0].points) for r in result] == \
+        [("accepted", GRAMS_PER_STATEMENT, 5)] * len(records)
+    assert hub.ledger.balance(user_carbon(account.id), "g") == GRAMS_PER_STATEMENT * len(records)
+
+
+def test_bad_fixture_reasons_and_fields(hub, account):
+    cases = load("bad.json")
+    result = ingest(hub, *(with_account(c["record"], account.id) for c in cases))
+    assert [verdict(r) for r in result] == [("rejected", c["reason"], c["field"]) for c in cases]
+    assert hub.ledger.balance(user_carbon(account.id), "g") == 0
+
+
+def test_one_statement_per_card_per_cycle(hub, account):
+    first, = ingest(hub, statement(account.id))
+    # The same cycle of the same card viewed again by e-mail, under another statement id.
+    again, = ingest(hub, statement(account.id, statement_id="ST-202610-000451-E", channel="email",
+                                   viewed_at="2026-11-09T07:45:00+08:00"))
+    assert verdict(again) == ("duplicate", "double_claim", None)
+    assert again.behaviours[0].duplicate_of == first.behaviours[0].id
+    # The very same record sent twice is a duplicate event.
+    resent, = ingest(hub, statement(account.id))
+    assert verdict(resent) == ("duplicate", "duplicate_event", None)
+    # Another card, or the next cycle of the same card, is another statement.
+    other_card, = ingest(hub, statement(account.id, statement_id="ST-202610-000452", card_ref="card_3a90"))
+    next_cycle, = ingest(hub, statement(account.id, statement_id="ST-202611-000451", cycle="2026-11",
+                                        viewed_at="2026-11-20T09:00:00+08:00"))
+    assert verdict(other_card)[0] == verdict(next_cycle)[0] == "accepted"
+    assert hub.ledger.balance(user_carbon(account.id), "g") == 3 * 24
+
+
+def test_monthly_count_cap_of_shipped_config(hub, account):
+    """Four cards' October statements viewed in November: three are credited."""
+    cards = ["card_7c1e", "card_3a90", "card_51d2", "card_0b77"]
+    records = [statement(account.id, statement_id=f"ST-202610-0010{i}", card_ref=card,
+                         viewed_at=f"2026-11-0{i + 1}T09:00:00+08:00") for i, card in enumerate(cards)]
+    result = ingest(hub, *records)
+    assert [verdict(r) for r in result] == [("accepted", None, None)] * 3 + [("rejected", "cap_reached", None)]
+    # The month is the local calendar month of viewed_at: 23:30 UTC on 31 October is
+    # already 1 November in Shanghai, so this one is over November's cap too.
+    edge, = ingest(hub, statement(account.id, statement_id="ST-202610-001099", card_ref="card_9e12",
+                                  viewed_at="2026-10-31T17:30:00Z"))
+    assert verdict(edge) == ("rejected", "cap_reached", None)
+    # An October view of another statement is within October's cap.
+    october, = ingest(hub, statement(account.id, statement_id="ST-202609-001001", card_ref="card_9e12",
+                                     cycle="2026-09", viewed_at="2026-10-31T15:30:00Z"))
+    assert verdict(october) == ("accepted", None, None)
+    assert hub.ledger.balance(user_carbon(account.id), "g") == 4 * 24
+
+
+def test_paper_sent_earns_nothing(hub, account):
+    rec, = ingest(hub, statement(account.id, paper_suppressed=False))
+    assert verdict(rec) == ("rejected", "paper_sent", "paper_suppressed")
+    # After the card centre fixes its flag, a corrected record is credited.
+    fixed, = ingest(hub, statement(account.id, statement_id="ST-202610-000451-R"))
+    assert verdict(fixed) == ("accepted", None, None)
+
+
+def test_viewed_before_cycle_uses_local_month(hub, account):
+    early, = ingest(hub, statement(account.id, statement_id="ST-202611-000001", cycle="2026-11",
+                                   viewed_at="2026-10-31T15:59:00Z"))  # 23:59 on 31 October in Shanghai
+    assert verdict(early) == ("rejected", "viewed_before_cycle", "viewed_at")
+    in_cycle, = ingest(hub, statement(account.id, statement_id="ST-202611-000002", cycle="2026-11",
+                                      viewed_at="2026-10-31T16:00:00Z"))  # 00:00 on 1 November in Shanghai
+    assert verdict(in_cycle) == ("accepted", None, None)
+
+
+# --- the numbers printed in docs/scenarios/estatement.md -------------------------------------------
+
+
+def doc_json_blocks() -> list:
+    text = (ROOT / "docs" / "scenarios" / "estatement.md").read_text(encoding="utf-8")
+    return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", text, re.S)]
+
+
+def test_docs_worked_example_is_the_tested_statement(account):
+    example = doc_json_blocks()[0]
+    assert dict(example, account_id=account.id) == statement(account.id)
+
+
+def test_docs_sample_batch(hub, account):
+    (sample,) = [b for b in doc_json_blocks() if isinstance(b, dict) and "records" in b]
+    result = ingest(hub, *(dict(r, account_id=account.id) for r in sample["records"]))
+    got = [(r.status, r.behaviours[0].grams, r.behaviours[0].points, r.behaviours[0].reason) for r in result]
+    assert got == [("accepted", 24, 5, None), ("accepted", 24, 5, None), ("rejected", 0, 0, "paper_sent")]
