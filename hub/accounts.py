@@ -1,6 +1,7 @@
 """Carbon accounts and per-scenario consents (with their append-only log)."""
 from __future__ import annotations
 
+import os
 import secrets
 from bisect import bisect_right
 from collections import defaultdict
@@ -17,6 +18,12 @@ GRANT, REVOKE = "grant", "revoke"
 def new_id(prefix: str) -> str:
     """Unguessable, URL-safe id with a readable prefix."""
     return f"{prefix}_{secrets.token_hex(10)}"
+
+
+def new_ids(prefix: str, n: int) -> list[str]:
+    """``n`` ids like :func:`new_id`'s, from one call to the system's random source."""
+    digits = os.urandom(10 * n).hex()
+    return [f"{prefix}_{digits[i:i + 20]}" for i in range(0, 20 * n, 20)]
 
 
 def _record(row: Account) -> AccountRecord:
@@ -44,7 +51,8 @@ def set_consent(account_id: str, scenario: str, granted: bool, at: datetime, sou
     """Grant or revoke; logs only real changes. Returns whether anything changed."""
     with database.atomic():
         current = Consent.get_or_none((Consent.account == account_id) & (Consent.scenario == scenario))
-        if current is not None and current.granted == granted:
+        # Never granted counts as revoked: revoking it is not a change to log.
+        if (current.granted if current is not None else False) == granted:
             return False
         when = db.to_db(at)
         (Consent.insert(account=account_id, scenario=scenario, granted=granted, updated_at=when)
@@ -67,12 +75,11 @@ class ConsentTimeline:
 
     def __init__(self, account_ids: Iterable[str]):
         events: dict[tuple[str, str], list[tuple[datetime, bool]]] = defaultdict(list)
-        rows = db.select_in(lambda chunk: ConsentEvent.select(
-            ConsentEvent.account, ConsentEvent.scenario, ConsentEvent.action, ConsentEvent.at)
-            .where(ConsentEvent.account.in_(chunk)).order_by(ConsentEvent.at, ConsentEvent.id).tuples(),
-            list(account_ids))
+        rows = db.fetch_in('SELECT "account", "scenario", "action", "at" FROM "consent_event" '
+                           'WHERE "account" IN ({marks}) ORDER BY "at", "id"', list(account_ids))
+        to_python = ConsentEvent.at.python_value  # what peewee would apply to the column
         for account, scenario, action, at in rows:
-            events[(account, scenario)].append((db.from_db(at), action == GRANT))
+            events[(account, scenario)].append((db.from_db(to_python(at)), action == GRANT))
         self._times = {k: [t for t, _ in v] for k, v in events.items()}
         self._states = {k: [g for _, g in v] for k, v in events.items()}
 
@@ -85,5 +92,4 @@ class ConsentTimeline:
 
 
 def existing_accounts(account_ids: Iterable[str]) -> set[str]:
-    return {a for (a,) in db.select_in(
-        lambda chunk: Account.select(Account.id).where(Account.id.in_(chunk)).tuples(), list(account_ids))}
+    return {a for (a,) in db.fetch_in('SELECT "id" FROM "account" WHERE "id" IN ({marks})', list(account_ids))}

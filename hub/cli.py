@@ -167,6 +167,53 @@ def ledger_verify(ctx: click.Context) -> None:
     sys.exit(1)
 
 
+@ledger.command("reverse")
+@click.argument("seq", type=int)
+@click.option("--reason", required=True, help="Why; recorded in the reversal's memo.")
+@click.pass_context
+def ledger_reverse(ctx: click.Context, seq: int, reason: str) -> None:
+    """Correct transaction SEQ by posting its reversal (at most one per transaction)."""
+    from .ledger import LedgerError
+
+    hub = _hub(ctx)
+    try:
+        tx, created = hub.ledger.reverse(seq, reason)
+    except LedgerError as exc:
+        _fail(f"error: {exc.code}: {exc}", 1)
+    click.echo(f"{'posted' if created else 'already posted'} reversal seq {tx.seq} of seq {seq}")
+
+
+@main.command()
+@click.argument("partner")
+@click.argument("file", type=click.File("rb"))
+@click.option("--url", default="http://127.0.0.1:8080", show_default=True, help="The hub's base URL.")
+@click.pass_context
+def push(ctx: click.Context, partner: str, file: Any, url: str) -> None:
+    """Sign and push a partner batch (JSON: {"records": [...]} or a list) over HTTP.
+
+    Uses the partner's secret from the config's environment variable, as the
+    partner's own system would; handy to try the API by hand.
+    """
+    import requests
+
+    from .signing import encode, signed_headers
+
+    settings = load_settings(ctx.obj.get("config"))
+    conf = settings.partners.get(partner)
+    if conf is None:
+        _fail(f"error: unknown partner {partner!r}")
+    secret = settings.secret(conf.secret_env)
+    if not secret:
+        _fail(f"error: {conf.secret_env} is not set")
+    data = json.load(file)
+    body = encode({"records": data} if isinstance(data, list) else data)
+    response = requests.post(f"{url.rstrip('/')}/v1/partners/{partner}/events", data=body,
+                             headers=signed_headers(partner, secret, body), timeout=60)
+    click.echo(json.dumps(response.json(), indent=2, ensure_ascii=False))
+    if response.status_code >= 400:
+        sys.exit(1)
+
+
 @main.group()
 def inbox() -> None:
     """Raw partner records and their results."""

@@ -40,8 +40,9 @@ def flatten_errors(messages: Any, prefix: str = "") -> list[tuple[str, str]]:
             if key == "key":  # marshmallow's Dict: the entry's name itself is invalid
                 out.extend((k, f"invalid name: {m}") for k, m in flatten_errors(value, prefix))
                 continue
-            # "value" is marshmallow's Dict wrapper and "_schema" a whole-object error
-            name = "" if key in ("_schema", "value") else str(key)
+            # "value" holding a dict is marshmallow's Dict wrapper around a nested schema's
+            # errors (a field named "value" holds a list); "_schema" is a whole-object error
+            name = "" if key == "_schema" or (key == "value" and isinstance(value, dict)) else str(key)
             out.extend(flatten_errors(value, f"{prefix}.{name}".strip(".") if name else prefix))
     elif isinstance(messages, list):
         for item in messages:

@@ -5,11 +5,14 @@ record is rejected with a precise reason instead of a stack trace.
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
 from .records import RecordError
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def text(payload: Mapping[str, Any], name: str, *, max_length: int = 128, required: bool = True) -> str | None:
@@ -21,6 +24,8 @@ def text(payload: Mapping[str, Any], name: str, *, max_length: int = 128, requir
     if not isinstance(value, (str, int)) or isinstance(value, bool):
         raise RecordError("invalid_record", f"{name} must be a string.", name)
     value = str(value)
+    if _CONTROL.search(value):  # NUL and friends: PostgreSQL refuses them, logs mangle them
+        raise RecordError("invalid_record", f"{name} contains control characters.", name)
     if len(value) > max_length:
         raise RecordError("invalid_record", f"{name} is longer than {max_length} characters.", name)
     return value

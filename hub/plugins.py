@@ -94,8 +94,8 @@ def build_plugin_manager(blocked: Iterable[str] = (), extra: Iterable[Any] = ())
 
 
 def plugin_version(pm: pluggy.PluginManager, name: str, plugin: Any) -> str:
-    return (getattr(pm, "carbonhub_versions", {}).get(name)
-            or getattr(plugin, "__version__", "") or "built-in")
+    return (getattr(pm, "carbonhub_versions", {}).get(name) or getattr(plugin, "__version__", "")
+            or ("built-in" if name in DEFAULT_PLUGINS else "unversioned"))
 
 
 def call_each(hook: pluggy.HookCaller, **kwargs: Any) -> Iterator[tuple[str, Any, BaseException | None]]:

@@ -61,7 +61,7 @@ def carbonhub_normalize_record(ctx, record):
         unit="pkm",
         attributes={"city": city, "line": parsing.text(p, "line", required=False),
                     "entry_station": entry_station, "exit_station": parsing.text(p, "exit_station"),
-                    "minutes": int((exit_at - entry_at).total_seconds() // 60)},
+                    "seconds": int((exit_at - entry_at).total_seconds())},
     )]
 
 
@@ -74,10 +74,10 @@ def carbonhub_validate_behaviour(ctx, behaviour):
         problems.append(Problem("implausible_distance",
                                 f"A {behaviour.quantity} km metro ride is implausible (max {MAX_RIDE_KM}).",
                                 "distance_km"))
-    minutes = behaviour.attributes.get("minutes") or 0
-    if minutes > 0 and behaviour.quantity * 60 / minutes > MAX_SPEED_KMH:
+    seconds = behaviour.attributes.get("seconds") or 0
+    if seconds > 0 and behaviour.quantity * 3600 / seconds > MAX_SPEED_KMH:
         problems.append(Problem("implausible_speed",
-                                f"{behaviour.quantity} km in {minutes} min is faster than any metro.",
+                                f"{behaviour.quantity} km in {seconds} s is faster than any metro.",
                                 "exit_at"))
     if behaviour.attributes.get("entry_station") == behaviour.attributes.get("exit_station"):
         problems.append(Problem("same_station", "Entry and exit at the same station is not a trip.",

@@ -1,0 +1,42 @@
+"""The bank's operations: inspect the inbox, replay rejected records, verify the ledger."""
+from __future__ import annotations
+
+from typing import Any
+
+from .. import queries
+from ..ledger import verify
+from .auth import current_hub
+from .routing import ApiBlueprint
+from .schemas import InboxPageSchema, InboxQuerySchema, ReplayResultSchema, ReplaySchema, VerifySchema, \
+    encode_cursor
+
+bp = ApiBlueprint("admin", __name__, tag="admin", description="Operations for the bank's console (scope admin).")
+
+
+@bp.operation("/admin/inbox", "GET", summary="Inbox records, newest first", scope="admin",
+              query=InboxQuerySchema, response=InboxPageSchema,
+              description="Every partner record as received, with its status and reason; filter by "
+                          "`status`, `reason`, `partner`. Keyset pagination with the opaque `next` cursor.")
+def inbox(query: dict[str, Any]) -> Any:
+    rows, cursor = queries.inbox_page(limit=query["limit"], before=query.get("before"), status=query.get("status"),
+                                      reason=query.get("reason"), partner=query.get("partner"))
+    return {"records": rows, "next": encode_cursor(*cursor) if cursor else None}
+
+
+@bp.operation("/admin/inbox/replay", "POST", summary="Replay rejected inbox records", scope="admin",
+              body=ReplaySchema, response=ReplayResultSchema,
+              description="Re-runs rejected records (all, or those matching `partner`, `reason`, `ids`) "
+                          "through the pipeline, e.g. after a consent or config fix. Never credits an act "
+                          "twice. An empty body replays every rejected record.")
+def replay(body: dict[str, Any]) -> Any:
+    result = current_hub().pipeline.replay(partner=body.get("partner"), reason=body.get("reason"),
+                                           ids=body.get("ids"), limit=body.get("limit"))
+    return {"batch": result.summary()}
+
+
+@bp.operation("/admin/ledger/verify", "GET", summary="Verify the ledger's hash chain and balances",
+              scope="admin", response=VerifySchema,
+              description="Recomputes the hash chain and every balance from the postings; `ok` is false "
+                          "with the problems and the first broken seq when anything was altered.")
+def verify_ledger() -> Any:
+    return verify().as_dict()
