@@ -177,7 +177,7 @@ def ledger_reverse(ctx: click.Context, seq: int, reason: str) -> None:
 
     hub = _hub(ctx)
     try:
-        tx, created = hub.ledger.reverse(seq, reason)
+        tx, created = hub.reverse(seq, reason)
     except LedgerError as exc:
         _fail(f"error: {exc.code}: {exc}", 1)
     click.echo(f"{'posted' if created else 'already posted'} reversal seq {tx.seq} of seq {seq}")

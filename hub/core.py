@@ -16,7 +16,7 @@ from .ingest import Pipeline
 from .ledger import Ledger
 from .methodology import MethodologyRegistry
 from .plugins import build_plugin_manager, collect_registrations, notify
-from .records import AccountRecord
+from .records import AccountRecord, TransactionRecord
 
 log = logging.getLogger("carbonhub")
 
@@ -87,6 +87,15 @@ class Hub:
             configured = list(self.settings.partners)
             (db.Partner.update(enabled=False, updated_at=now)
              .where(db.Partner.id.not_in(configured) if configured else True).execute())
+
+    # --- ledger ----------------------------------------------------------------
+
+    def reverse(self, seq: int, reason: str) -> tuple[TransactionRecord, bool]:
+        """Correct a transaction by its reversal, and tell the plugins once."""
+        tx, created = self.ledger.reverse(seq, reason)
+        if created:
+            self.notify("carbonhub_transaction_posted", transaction=tx)
+        return tx, created
 
     # --- accounts ------------------------------------------------------------
 

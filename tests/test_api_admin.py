@@ -143,3 +143,32 @@ def test_verify_detects_tampering(client, pushed):
     db.Posting.update(amount=posting.amount + 1000).where(db.Posting.id == posting.id).execute()
     broken = client.get("/v1/admin/ledger/verify", headers=auth("console")).get_json()
     assert broken["ok"] is False and broken["first_break"] == posting.tx_seq and broken["problems"]
+
+
+def test_reversal_corrects_a_credit_once(client, pushed, account):
+    balance = client.get(f"/v1/accounts/{account}", headers=auth("app")).get_json()["balances"]
+    credit = db.LedgerTransaction.select().where(db.LedgerTransaction.kind == "credit").order_by(
+        db.LedgerTransaction.seq).first()
+    grams = credit.memo and next(p.amount for p in db.Posting.select().where(
+        db.Posting.tx_seq == credit.seq, db.Posting.account == f"user:{account}:carbon"))
+    url = f"/v1/admin/transactions/{credit.seq}/reversal"
+
+    assert client.post(url, json={"reason": "ride refunded"}, headers=auth("app")).status_code == 403
+    first = client.post(url, json={"reason": "ride refunded"}, headers=auth("console"))
+    assert first.status_code == 201, first.get_json()
+    tx = first.get_json()
+    assert tx["reverses"] == credit.seq and tx["kind"] == "reversal" and tx["memo"]["reason"] == "ride refunded"
+    assert {(p["account"], p["amount"]) for p in tx["postings"]} >= {(f"user:{account}:carbon", -grams)}
+    after = client.get(f"/v1/accounts/{account}", headers=auth("app")).get_json()["balances"]
+    assert after["carbon_g"] == balance["carbon_g"] - grams
+
+    retry = client.post(url, json={"reason": "ride refunded"}, headers=auth("console"))
+    assert retry.status_code == 200 and retry.get_json()["seq"] == tx["seq"]
+    assert error_of(client.post(url, json={"reason": "another story"}, headers=auth("console")))["code"] == \
+        "already_reversed"
+    missing = client.post("/v1/admin/transactions/999999/reversal", json={"reason": "nope"}, headers=auth("console"))
+    assert missing.status_code == 404 and error_of(missing)["code"] == "transaction_not_found"
+    of_reversal = client.post(f"/v1/admin/transactions/{tx['seq']}/reversal", json={"reason": "undo"},
+                              headers=auth("console"))
+    assert of_reversal.status_code == 422
+    assert client.get("/v1/admin/ledger/verify", headers=auth("console")).get_json()["ok"] is True

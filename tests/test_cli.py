@@ -117,3 +117,20 @@ def test_inbox_list_and_replay_after_consent(cli):
     assert summary["accepted"] >= 1 and summary["rejected"] == 0
     again = json.loads(cli("inbox", "replay", "--reason", "no_consent"))
     assert again["records"] == 0
+
+
+def test_ledger_reverse_corrects_once(cli):
+    cli("demo")
+    credit = db.LedgerTransaction.select().where(db.LedgerTransaction.kind == "credit").order_by(
+        db.LedgerTransaction.seq).first()
+    account = credit.memo["account"]
+    before = db.Balance.get(db.Balance.account == f"user:{account}:carbon").amount
+    grams = next(p.amount for p in db.Posting.select().where(db.Posting.tx_seq == credit.seq,
+                                                               db.Posting.account == f"user:{account}:carbon"))
+    out = cli("ledger", "reverse", str(credit.seq), "--reason", "partner withdrew the ride")
+    assert f"of seq {credit.seq}" in out and out.startswith("posted")
+    assert db.Balance.get(db.Balance.account == f"user:{account}:carbon").amount == before - grams
+    assert cli("ledger", "reverse", str(credit.seq), "--reason", "partner withdrew the ride").startswith(
+        "already posted")
+    assert "already_reversed" in cli("ledger", "reverse", str(credit.seq), "--reason", "other", code=1)
+    assert "ledger ok" in cli("ledger", "verify")

@@ -1,4 +1,4 @@
-"""The bank's operations: inspect the inbox, replay rejected records, verify the ledger."""
+"""The bank's operations: inspect the inbox, replay rejected records, correct and verify the ledger."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,8 +7,8 @@ from .. import queries
 from ..ledger import verify
 from .auth import current_hub
 from .routing import ApiBlueprint
-from .schemas import InboxPageSchema, InboxQuerySchema, ReplayResultSchema, ReplaySchema, VerifySchema, \
-    encode_cursor
+from .schemas import (InboxPageSchema, InboxQuerySchema, ReplayResultSchema, ReplaySchema, ReversalSchema,
+                      TransactionSchema, VerifySchema, encode_cursor)
 
 bp = ApiBlueprint("admin", __name__, tag="admin", description="Operations for the bank's console (scope admin).")
 
@@ -40,3 +40,17 @@ def replay(body: dict[str, Any]) -> Any:
                           "with the problems and the first broken seq when anything was altered.")
 def verify_ledger() -> Any:
     return verify().as_dict()
+
+
+@bp.operation("/admin/transactions/<int:seq>/reversal", "POST", summary="Correct a transaction by its reversal",
+              scope="admin", body=ReversalSchema, response=TransactionSchema,
+              success={201: "Reversal posted.", 200: "The same reversal was already posted (a retry)."},
+              errors={404: "No such transaction (`transaction_not_found`).",
+                      409: "Already reversed by another correction (`already_reversed`)."},
+              description="The ledger is append-only: a correction posts the opposite postings as a new "
+                          "transaction pointing at the original. At most one reversal per transaction; "
+                          "retrying with the same reason returns the same reversal. A reversal itself "
+                          "cannot be reversed (422).")
+def reverse_transaction(seq: int, body: dict[str, Any]) -> Any:
+    tx, created = current_hub().reverse(seq, body["reason"])
+    return tx, 201 if created else 200

@@ -35,7 +35,7 @@ ERROR_CODES: dict[int, tuple[str, ...]] = {
     400: ("malformed_json", "bad_request"),
     401: ("unauthorized", "bad_signature", "stale_timestamp", "unknown_partner"),
     403: ("forbidden",),
-    404: ("not_found", "unknown_scenario"),
+    404: ("not_found", "unknown_scenario", "transaction_not_found"),
     405: ("method_not_allowed",),
     409: ("idempotency_conflict", "already_reversed", "conflict"),
     413: ("batch_too_large", "payload_too_large"),

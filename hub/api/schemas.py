@@ -413,3 +413,24 @@ class VerifySchema(Schema):
     accounts = fields.Integer(required=True)
     first_break = fields.Integer(allow_none=True, required=True)
     problems = fields.List(fields.String(), required=True)
+
+
+class ReversalSchema(Strict):
+    reason = fields.String(required=True, validate=validate.Length(3, 500),
+                           metadata={"description": "Why the transaction is corrected; kept in the memo."})
+
+
+class PostingSchema(Schema):
+    account = fields.String(required=True)
+    unit = fields.String(required=True)
+    amount = fields.Integer(required=True)
+
+
+class TransactionSchema(Schema):
+    seq = fields.Integer(required=True)
+    key = fields.String(required=True)
+    kind = fields.String(required=True)
+    created_at = fields.DateTime(required=True)
+    reverses = fields.Integer(allow_none=True, required=True)
+    memo = fields.Dict(required=True)
+    postings = fields.List(fields.Nested(PostingSchema), required=True)
