@@ -189,7 +189,7 @@ def behaviour_detail(account_id: str, behaviour_id: str) -> dict[str, Any] | Non
     """One behaviour of this account with its receipt; None if it is not this account's.
 
     A duplicate shows the receipt of the credit it duplicates (when that credit is
-    the same account's). Two queries.
+    the same account's). Three queries.
     """
     row = Behaviour.get_or_none((Behaviour.id == behaviour_id) & (Behaviour.account == account_id))
     if row is None:
@@ -201,6 +201,9 @@ def behaviour_detail(account_id: str, behaviour_id: str) -> dict[str, Any] | Non
         receipt = (Receipt.select(Receipt).join(Behaviour, on=(Receipt.behaviour == Behaviour.id))
                    .where((Receipt.behaviour == credited) & (Behaviour.account == account_id)).first())
     out["receipt"] = _receipt(receipt) if receipt else None
+    reversal = (LedgerTransaction.select(LedgerTransaction.seq)
+                .where(LedgerTransaction.reverses == row.tx_seq).first() if row.tx_seq else None)
+    out["reversed_by"] = reversal.seq if reversal else None
     return out
 
 

@@ -172,3 +172,6 @@ def test_reversal_corrects_a_credit_once(client, pushed, account):
                               headers=auth("console"))
     assert of_reversal.status_code == 422
     assert client.get("/v1/admin/ledger/verify", headers=auth("console")).get_json()["ok"] is True
+    behaviour = credit.memo["behaviour"]
+    detail = client.get(f"/v1/accounts/{account}/behaviours/{behaviour}", headers=auth("app")).get_json()
+    assert detail["reversed_by"] == tx["seq"] and detail["receipt"]["credited_g"] == grams

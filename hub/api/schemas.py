@@ -300,6 +300,9 @@ class BehaviourDetailSchema(BehaviourSchema):
     receipt = fields.Nested(ReceiptSchema, allow_none=True,
                             metadata={"description": "How the grams were computed (credited behaviours and "
                                                      "duplicates of them); null otherwise."})
+    reversed_by = fields.Integer(allow_none=True,
+                                 metadata={"description": "The ledger transaction that reversed this credit "
+                                                          "(a correction), or null."})
 
 
 class BehaviourPageSchema(Schema):
