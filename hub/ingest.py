@@ -24,12 +24,11 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 from . import db
-from .accounts import ConsentTimeline, existing_accounts, new_id
+from .accounts import ConsentTimeline, existing_accounts, new_id, new_ids
 from .db import Behaviour as BehaviourRow
 from .db import InboxRecord, Receipt, UsageCounter, canonical_json, database
 from .ledger import TxRequest, user_carbon, user_points
 from .methodology import CAP_KINDS, MethodologyVersion
-from .plugins import call_each
 from .records import (ACCEPTED, DUPLICATE, REJECTED, Behaviour, PointGrant, PostingRecord, Problem,
                       RawRecord, RecordError, Reduction)
 
@@ -156,6 +155,17 @@ class _Rec:
     replay: bool
     problem: Problem | None = None
     items: list[_Item] = dc_field(default_factory=list)
+    status: str | None = None  # record_status(), once the gate is done
+
+
+@dataclass
+class _ChunkCache:
+    """Lookups that are the same for every behaviour of a chunk (settings do not
+    change mid-chunk): scenario config, version in force per local day, usage periods."""
+
+    scenarios: dict[str, tuple[Any, str]] = dc_field(default_factory=dict)
+    versions: dict[tuple[str, Any, tuple[str, ...]], MethodologyVersion | None] = dc_field(default_factory=dict)
+    periods: dict[Any, tuple[str, str]] = dc_field(default_factory=dict)
 
 
 def _problem(code: str, message: str | None = None, field_name: str | None = None) -> Problem:
@@ -166,6 +176,12 @@ def _chunks(iterable: Iterable[Any], size: int) -> Iterator[list[Any]]:
     it = iter(iterable)
     while chunk := list(islice(it, size)):
         yield chunk
+
+
+def _impls(hook: Any) -> list[tuple[str, Any, tuple[str, ...]]]:
+    """What :func:`hub.plugins.call_each` iterates over, taken once per chunk
+    rather than once per behaviour: ``(plugin name, function, argument names)``."""
+    return [(impl.plugin_name, impl.function, impl.argnames) for impl in reversed(hook.get_hookimpls())]
 
 
 def record_status(rec: _Rec) -> str:
@@ -196,9 +212,8 @@ class Pipeline:
         for chunk in _chunks(payloads, chunk_size):
             now = self.hub.now()
             recs = []
-            for payload in chunk:
-                recs.append(_Rec(index=index, inbox_id=new_id("in"), payload=payload, received_at=now,
-                                 replay=False))
+            for payload, inbox_id in zip(chunk, new_ids("in", len(chunk))):
+                recs.append(_Rec(index=index, inbox_id=inbox_id, payload=payload, received_at=now, replay=False))
                 index += 1
             self._process(partner_id, recs, result, source, keep_results)
         return result
@@ -254,10 +269,11 @@ class Pipeline:
                 rec.problem = _problem("unknown_partner", f"Partner {partner_id!r} is not configured or disabled.")
             return
         normalize = self._normalizer(partner_id, partner.scenarios)
-        validators = hub.pm.hook.carbonhub_validate_behaviour
-        has_validators = bool(validators.get_hookimpls())
+        validators = _impls(hub.pm.hook.carbonhub_validate_behaviour) or None
         ctx, tz, settings = hub.ctx, hub.settings.timezone, hub.settings
         latest = hub.now() + timedelta(seconds=settings.future_skew_s)
+        ids = iter(new_ids("bhv", len(recs)))  # one per behaviour; new_id() if a record has several
+        cache = _ChunkCache()
         for rec in recs:
             raw = RawRecord(inbox_id=rec.inbox_id, partner=partner_id, payload=rec.payload,
                             received_at=rec.received_at, scenarios=partner.scenarios)
@@ -280,13 +296,13 @@ class Pipeline:
                 rec.problem = _problem("no_behaviour")
                 continue
             for b in behaviours:
-                item = _Item(outcome=BehaviourOutcome(id=new_id("bhv"), scenario=b.scenario, account=b.account_id,
-                                                      event_id=b.event_id, status=REJECTED), behaviour=b)
+                item = _Item(outcome=BehaviourOutcome(id=next(ids, None) or new_id("bhv"), scenario=b.scenario,
+                                                      account=b.account_id, event_id=b.event_id, status=REJECTED),
+                             behaviour=b)
                 rec.items.append(item)
                 item.static_problem = self._static_problem(partner, b)
                 if item.static_problem is None:
-                    item.validity_problem = self._validity_problem(b, item, latest, tz, validators if
-                                                                   has_validators else None)
+                    item.validity_problem = self._validity_problem(b, item, latest, tz, validators, cache)
 
     def _static_problem(self, partner: Any, b: Behaviour) -> Problem | None:
         if b.scenario not in partner.scenarios:
@@ -298,28 +314,45 @@ class Pipeline:
         return None
 
     def _validity_problem(self, b: Behaviour, item: _Item, latest: datetime, tz: Any,
-                          validators: Any) -> Problem | None:
+                          validators: list[tuple[str, Any, tuple[str, ...]]] | None,
+                          cache: _ChunkCache) -> Problem | None:
+        """``validators`` come from :func:`_impls`."""
         if b.occurred_at.tzinfo is None:
             return _problem("invalid_record", "occurred_at must carry a time zone.", "occurred_at")
         if b.occurred_at > latest:
             return _problem("future_date", field_name="occurred_at")
         if not isinstance(b.quantity, (int, Decimal)) or b.quantity <= 0:
             return _problem("non_positive_quantity", field_name="quantity")
-        if validators is not None:
-            for _, problems, exc in call_each(validators, ctx=self.hub.ctx, behaviour=b):
-                if exc is not None:
+        hub = self.hub
+        if validators is not None:  # as call_each: in turn, isolated, stopping at the first problem
+            kwargs = {"ctx": hub.ctx, "behaviour": b}
+            for _, function, argnames in validators:
+                args = {name: kwargs[name] for name in argnames}
+                try:
+                    problems = function(**args)
+                except Exception as exc:
                     log.error("validator failed: %r", exc)
                     return _problem("normalize_failed", f"A validator failed: {exc!r}")
                 if problems:
                     return problems[0]
-        hub = self.hub
-        conf = hub.settings.scenarios[b.scenario]
-        methodology_id = conf.methodology or hub.registry.scenarios[b.scenario].methodology
-        version = hub.methodologies.in_force(methodology_id, b.occurred_at, tz, conf.versions)
+        scenario = cache.scenarios.get(b.scenario)
+        if scenario is None:
+            conf = hub.settings.scenarios[b.scenario]
+            scenario = cache.scenarios[b.scenario] = (
+                conf, conf.methodology or hub.registry.scenarios[b.scenario].methodology)
+        conf, methodology_id = scenario
+        # The version in force depends only on the local date: look it up once per day.
+        day = b.occurred_at.astimezone(tz).date()
+        key = (methodology_id, day, conf.versions)
+        if key in cache.versions:
+            version = cache.versions[key]
+        else:
+            version = cache.versions[key] = hub.methodologies.in_force(methodology_id, b.occurred_at, tz,
+                                                                       conf.versions)
         if version is None:
             return _problem("no_methodology_in_force",
                             f"No approved version of {methodology_id!r} was in force on "
-                            f"{b.occurred_at.astimezone(tz).date()}.", "occurred_at")
+                            f"{day}.", "occurred_at")
         if b.unit != version.quantity_unit:
             return _problem("unit_mismatch", f"Unit {b.unit!r}; {version.id} {version.version} "
                                              f"counts {version.quantity_unit!r}.", "unit")
@@ -329,8 +362,10 @@ class Pipeline:
                                 f"attributes.{name}")
         item.version = version
         item.reduction = version.compute(b)
-        local = b.occurred_at.astimezone(tz)
-        item.day, item.month = f"d:{local:%Y-%m-%d}", f"m:{local:%Y-%m}"
+        periods = cache.periods.get(day)
+        if periods is None:
+            periods = cache.periods[day] = (f"d:{day:%Y-%m-%d}", f"m:{day:%Y-%m}")
+        item.day, item.month = periods
         return None
 
     def _process(self, partner_id: str, recs: list[_Rec], result: BatchResult, source: str,
@@ -339,7 +374,7 @@ class Pipeline:
         with database.atomic():
             posted = self._gate_and_write(partner_id, recs, source, result.batch_id)
         for rec in recs:
-            status = record_status(rec)
+            status = rec.status or record_status(rec)
             result.counts[status] += 1
             reason = rec.problem.code if rec.problem else next(
                 (i.outcome.reason for i in rec.items if i.outcome.status == status and i.outcome.reason), None)
@@ -374,16 +409,17 @@ class Pipeline:
         keyed = [i for i in items if i.validity_problem is None]
         event_keys = {f"{partner_id}:{i.behaviour.event_id}" for i in keyed}
         fingerprints = {i.behaviour.fingerprint for i in keyed}
-        seen_events = {k: (bid, g) for k, bid, g in db.select_in(lambda c: BehaviourRow.select(
-            BehaviourRow.event_key, BehaviourRow.id, BehaviourRow.grams).where(
-            BehaviourRow.event_key.in_(c)).tuples(), list(event_keys))}
-        seen_fps = {k: (bid, g) for k, bid, g in db.select_in(lambda c: BehaviourRow.select(
-            BehaviourRow.credit_fingerprint, BehaviourRow.id, BehaviourRow.grams).where(
-            BehaviourRow.credit_fingerprint.in_(c)).tuples(), list(fingerprints))}
+        seen_events = {k: (bid, g) for k, bid, g in db.fetch_in(
+            'SELECT "event_key", "id", "grams" FROM "behaviour" WHERE "event_key" IN ({marks})', list(event_keys))}
+        seen_fps = {k: (bid, g) for k, bid, g in db.fetch_in(
+            'SELECT "credit_fingerprint", "id", "grams" FROM "behaviour" WHERE "credit_fingerprint" IN ({marks})',
+            list(fingerprints))}
         usage = self._load_usage(keyed)
         usage_delta: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
         now = hub.now()
         credits: list[tuple[_Item, TxRequest]] = []
+        caps_cache: dict[tuple[str, str, str], dict[str, int]] = {}
+        reward_rules = _impls(hub.pm.hook.carbonhub_evaluate_rewards)
 
         for rec in recs:
             for item in rec.items:
@@ -391,7 +427,10 @@ class Pipeline:
                 problem = item.static_problem
                 if problem is None and b.account_id not in known_accounts:
                     problem = _problem("unknown_account", f"No carbon account {b.account_id!r}.", "account_id")
-                if problem is None and not consents.granted_at(b.account_id, b.scenario, b.occurred_at):
+                # A naive occurred_at cannot be placed on the consent timeline; the
+                # validity check below rejects it as invalid_record.
+                if problem is None and b.occurred_at.tzinfo is not None and \
+                        not consents.granted_at(b.account_id, b.scenario, b.occurred_at):
                     problem = _problem("no_consent", f"Account {b.account_id} had not authorised {b.scenario!r} "
                                                      f"at {b.occurred_at.isoformat()}.", "occurred_at")
                 if problem is None:
@@ -409,7 +448,11 @@ class Pipeline:
                 if dup is not None:
                     self._duplicate(out, "double_claim", dup)
                     continue
-                grams, caps_applied, cap_problem = self._apply_caps(item, usage, usage_delta)
+                caps_key = (b.scenario, item.version.id, item.version.version)
+                caps = caps_cache.get(caps_key)
+                if caps is None:
+                    caps = caps_cache[caps_key] = self._caps_for(item)
+                grams, caps_applied, cap_problem = self._apply_caps(item, usage, usage_delta, caps)
                 if cap_problem is not None:
                     out.status, out.reason, out.message = REJECTED, cap_problem.code, cap_problem.message
                     continue
@@ -419,7 +462,7 @@ class Pipeline:
                 reduction = item.reduction
                 credited = Reduction(reduction.methodology, reduction.version, grams, reduction.baseline_g,
                                      reduction.project_g, reduction.formula, reduction.factors)
-                grants = self._rewards(b, credited)
+                grants = self._rewards(b, credited, reward_rules)
                 points = sum(g.points for g in grants)
                 out.status, out.grams, out.points, out.capped = ACCEPTED, grams, points, bool(caps_applied)
                 seen_events[event_key] = (out.id, grams)
@@ -449,10 +492,10 @@ class Pipeline:
         accounts = sorted({i.behaviour.account_id for i in items})
         periods = sorted({p for i in items for p in (i.day, i.month)})
         scenarios = sorted({i.behaviour.scenario for i in items})
-        rows = db.select_in(lambda c: UsageCounter.select(
-            UsageCounter.account, UsageCounter.scenario, UsageCounter.period, UsageCounter.grams,
-            UsageCounter.count).where(UsageCounter.account.in_(c) & UsageCounter.period.in_(periods)
-                                      & UsageCounter.scenario.in_(scenarios)).tuples(), accounts, chunk=400)
+        rows = db.fetch_in('SELECT "account", "scenario", "period", "grams", "count" FROM "usage_counter" '
+                           f'WHERE "account" IN ({{marks}}) AND "period" IN ({db.marks(len(periods))}) '
+                           f'AND "scenario" IN ({db.marks(len(scenarios))})', accounts, [*periods, *scenarios],
+                           chunk=400)
         return {(a, s, p): (g, n) for a, s, p, g, n in rows}
 
     def _caps_for(self, item: _Item) -> dict[str, int]:
@@ -465,9 +508,11 @@ class Pipeline:
                 caps[kind] = min(values)
         return caps
 
-    def _apply_caps(self, item: _Item, usage: Mapping, delta: Mapping) -> tuple[int, list[dict], Problem | None]:
+    def _apply_caps(self, item: _Item, usage: Mapping, delta: Mapping,
+                    caps: dict[str, int] | None = None) -> tuple[int, list[dict], Problem | None]:
         b = item.behaviour
-        caps = self._caps_for(item)
+        if caps is None:
+            caps = self._caps_for(item)
         grams = item.reduction.grams
         if not caps:
             return grams, [], None
@@ -497,12 +542,19 @@ class Pipeline:
             return 0, applied, _problem("cap_reached", f"The {cap['cap']} cap of {cap['limit']} g is reached.")
         return grams, applied, None
 
-    def _rewards(self, b: Behaviour, reduction: Reduction) -> list[PointGrant]:
+    def _rewards(self, b: Behaviour, reduction: Reduction,
+                 rules: list[tuple[str, Any, tuple[str, ...]]] | None = None) -> list[PointGrant]:
+        """Run every reward rule (``rules`` from :func:`_impls`, as call_each would)."""
         conf = self.hub.scenario_config_dict(b.scenario)
         grants: list[PointGrant] = []
-        for name, result, exc in call_each(self.hub.pm.hook.carbonhub_evaluate_rewards, ctx=self.hub.ctx,
-                                           behaviour=b, reduction=reduction, scenario_config=conf):
-            if exc is not None:
+        if rules is None:
+            rules = _impls(self.hub.pm.hook.carbonhub_evaluate_rewards)
+        kwargs = {"ctx": self.hub.ctx, "behaviour": b, "reduction": reduction, "scenario_config": conf}
+        for name, function, argnames in rules:
+            args = {arg: kwargs[arg] for arg in argnames}
+            try:
+                result = function(**args)
+            except Exception as exc:
                 raise RuntimeError(f"reward rule of plugin {name!r} failed: {exc!r}") from exc
             for g in result or ():
                 if not isinstance(g, PointGrant) or type(g.points) is not int or g.points < 0:
@@ -529,7 +581,7 @@ class Pipeline:
         inbox_new, inbox_old, behaviours, receipts = [], [], [], []
         factor_cache: dict[tuple[str, str], str] = {}
         for rec in recs:
-            status = record_status(rec)
+            rec.status = status = record_status(rec)
             problem = rec.problem or next((Problem(i.outcome.reason, i.outcome.message or "", i.outcome.field)
                                            for i in rec.items if i.outcome.status == status and i.outcome.reason),
                                           None)
@@ -540,7 +592,8 @@ class Pipeline:
                                   problem.as_dict() if problem else None))
             else:
                 inbox_new.append((rec.inbox_id, partner_id, batch_id, source,
-                                  db.to_db(rec.received_at), canonical_json(rec.payload),
+                                  when if rec.received_at is now else db.to_db(rec.received_at),
+                                  canonical_json(rec.payload),
                                   str(event_id)[:128] if event_id is not None else None, status,
                                   problem.code if problem else None, detail, 1, when))
             for item in rec.items:
@@ -562,7 +615,8 @@ class Pipeline:
                                                               "source": f.source} for f in r.factors])
                     receipts.append((out.id, v.id, v.version, str(b.quantity), b.unit, str(r.baseline_g),
                                      str(r.project_g), r.grams, out.grams, r.formula, factor_cache[fkey],
-                                     canonical_json(item.receipt["caps"]), canonical_json(item.receipt["points"]),
+                                     canonical_json(item.receipt["caps"]) if item.receipt["caps"] else "[]",
+                                     canonical_json(item.receipt["points"]),
                                      when))
         db.bulk_insert(InboxRecord, ("id", "partner", "batch_id", "source", "received_at", "payload", "event_id",
                                      "status", "reason", "detail", "attempts", "updated_at"), inbox_new)
@@ -579,14 +633,8 @@ class Pipeline:
                                  "created_at"), receipts)
 
     def _write_usage(self, delta: Mapping[tuple[str, str, str], list[int]]) -> None:
-        rows = [{"account": a, "scenario": s, "period": p, "grams": g, "count": n}
-                for (a, s, p), (g, n) in delta.items()]
-        for i in range(0, len(rows), 150):
-            (UsageCounter.insert_many(rows[i:i + 150])
-             .on_conflict(conflict_target=[UsageCounter.account, UsageCounter.scenario, UsageCounter.period],
-                          update={UsageCounter.grams: UsageCounter.grams + db.pw.EXCLUDED.grams,
-                                  UsageCounter.count: UsageCounter.count + db.pw.EXCLUDED.count})
-             .execute())
+        db.upsert_add(UsageCounter, ("account", "scenario", "period"), ("grams", "count"),
+                      [(a, s, p, g, n) for (a, s, p), (g, n) in delta.items()])
 
 
 def _payload_event_id(payload: Any) -> Any:

@@ -144,9 +144,15 @@ class Ledger:
         keys = [r.key for r in reqs]
         if len(set(keys)) != len(keys):
             raise InvalidTransaction("the same idempotency key twice in one call")
+        # Keys first (cheap raw query); full rows only for the few that exist.
+        found = [k for (k,) in db.fetch_in('SELECT "key" FROM "ledger_transaction" WHERE "key" IN ({marks})',
+                                           keys)]
         existing = {t.key: t for t in db.select_in(
-            lambda chunk: LedgerTransaction.select().where(LedgerTransaction.key.in_(chunk)), keys)}
+            lambda chunk: LedgerTransaction.select().where(LedgerTransaction.key.in_(chunk)), found)}
         reversed_seqs = [r.reverses for r in reqs if r.reverses is not None and r.key not in existing]
+        if len(set(reversed_seqs)) != len(reversed_seqs):
+            twice = next(s for s in reversed_seqs if reversed_seqs.count(s) > 1)
+            raise AlreadyReversed(f"transaction {twice} is reversed twice in one call", seq=twice)
         if reversed_seqs:
             already = LedgerTransaction.select(LedgerTransaction.reverses).where(
                 LedgerTransaction.reverses.in_(reversed_seqs)).first()
@@ -155,6 +161,7 @@ class Ledger:
                                       seq=already.reverses)
 
         created_at = db.to_db(self._clock())
+        created = db.from_db(created_at)
         seq, prev = head.seq, head.hash
         tx_rows, posting_rows, deltas = [], [], defaultdict(int)
         out: list[tuple[TransactionRecord, bool]] = []
@@ -175,7 +182,7 @@ class Ledger:
                 posting_rows.append((seq, p.account, p.unit, p.amount))
                 deltas[(p.account, p.unit)] += p.amount
             prev = digest
-            out.append((TransactionRecord(seq=seq, key=req.key, kind=req.kind, created_at=db.from_db(created_at),
+            out.append((TransactionRecord(seq=seq, key=req.key, kind=req.kind, created_at=created,
                                           postings=req.postings, memo=req.memo, reverses=req.reverses), True))
         if tx_rows:
             db.bulk_insert(LedgerTransaction, ("seq", "key", "kind", "content_hash", "methodology", "memo",
@@ -198,6 +205,11 @@ class Ledger:
             req = TxRequest(key=key or f"reversal:{seq}", kind="reversal", postings=postings,
                             memo={"reason": reason, **(memo or {})}, methodology=original.methodology,
                             reverses=seq)
+            done = LedgerTransaction.get_or_none(LedgerTransaction.reverses == seq)
+            if done is not None and (done.key != req.key or done.content_hash != req.content_hash()):
+                # A retry of the same reversal is answered below; anything else is a second one.
+                raise AlreadyReversed(f"transaction {seq} is already reversed by {done.seq}", seq=seq,
+                                      reversal=done.seq)
             (result,) = self.post_many([req])
             return result
 
@@ -221,13 +233,9 @@ class Ledger:
 
 
 def apply_balance_deltas(deltas: Mapping[tuple[str, str], int]) -> None:
-    """Add deltas to balances with one upsert per page of accounts."""
-    rows = [{"account": a, "unit": u, "amount": d} for (a, u), d in deltas.items() if d]
-    for i in range(0, len(rows), 300):
-        (Balance.insert_many(rows[i:i + 300])
-         .on_conflict(conflict_target=[Balance.account, Balance.unit],
-                      update={Balance.amount: Balance.amount + pw.EXCLUDED.amount})
-         .execute())
+    """Add deltas to balances (insert, or add to the existing amount)."""
+    db.upsert_add(Balance, ("account", "unit"), ("amount",),
+                  [(a, u, d) for (a, u), d in deltas.items() if d])
 
 
 # --- verification -----------------------------------------------------------

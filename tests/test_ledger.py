@@ -186,9 +186,10 @@ def test_second_reversal_is_refused(hub):
     with pytest.raises(AlreadyReversed) as exc:
         hub.ledger.reverse(1, "mistake", key="another-key")
     assert exc.value.status == 409 and exc.value.details["seq"] == 1
-    # Another reason under the default key is a different reversal, not a retry.
-    with pytest.raises(IdempotencyConflict):
+    # Another reason under the default key is a second reversal, not a retry.
+    with pytest.raises(AlreadyReversed) as exc:
         hub.ledger.reverse(1, "another reason")
+    assert exc.value.details["reversal"] == 2
     assert tx_count() == 2 and hub.ledger.balance(ALICE, "g") == 0
 
 

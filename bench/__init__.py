@@ -1,0 +1,1 @@
+"""Benchmarks: throughput measured against a baseline taken in the same run (see README.md)."""
