@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-import secrets
+import time
 from bisect import bisect_right
 from collections import defaultdict
 from datetime import datetime
@@ -16,14 +16,20 @@ GRANT, REVOKE = "grant", "revoke"
 
 
 def new_id(prefix: str) -> str:
-    """Unguessable, URL-safe id with a readable prefix."""
-    return f"{prefix}_{secrets.token_hex(10)}"
+    """Unguessable, URL-safe id with a readable prefix (see :func:`new_ids`)."""
+    return new_ids(prefix, 1)[0]
 
 
 def new_ids(prefix: str, n: int) -> list[str]:
-    """``n`` ids like :func:`new_id`'s, from one call to the system's random source."""
-    digits = os.urandom(10 * n).hex()
-    return [f"{prefix}_{digits[i:i + 20]}" for i in range(0, 20 * n, 20)]
+    """``n`` ids: ``<prefix>_`` + 12 hex digits of milliseconds + 16 random hex digits.
+
+    The time comes first so new rows land at the end of their indexes instead
+    of on random pages (the main write cost of ingestion); 64 random bits keep
+    ids unguessable. One call to the system's random source for all ``n``.
+    """
+    stamp = f"{time.time_ns() // 1_000_000:012x}"
+    digits = os.urandom(8 * n).hex()
+    return [f"{prefix}_{stamp}{digits[i:i + 16]}" for i in range(0, 16 * n, 16)]
 
 
 def _record(row: Account) -> AccountRecord:

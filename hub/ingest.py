@@ -573,7 +573,7 @@ class Pipeline:
             postings += [PostingRecord(issuer, "pts", -points), PostingRecord(user_points(b.account_id), "pts", points)]
         memo = {"behaviour": out.id, "scenario": b.scenario, "partner": partner_id, "event_id": b.event_id,
                 "account": b.account_id, "rules": [g.rule for g in grants]}
-        return TxRequest(key=f"credit:{b.fingerprint}", kind="credit", postings=tuple(postings), memo=memo,
+        return TxRequest(key=f"credit:{out.id}", kind="credit", postings=tuple(postings), memo=memo,
                          methodology=f"{item.version.id}@{item.version.version}")
 
     def _write_rows(self, partner_id: str, recs: list[_Rec], source: str, batch_id: str, now: datetime) -> None:
