@@ -207,8 +207,11 @@ def push(ctx: click.Context, partner: str, file: Any, url: str) -> None:
         _fail(f"error: {conf.secret_env} is not set")
     data = json.load(file)
     body = encode({"records": data} if isinstance(data, list) else data)
-    response = requests.post(f"{url.rstrip('/')}/v1/partners/{partner}/events", data=body,
-                             headers=signed_headers(partner, secret, body), timeout=60)
+    try:
+        response = requests.post(f"{url.rstrip('/')}/v1/partners/{partner}/events", data=body,
+                                 headers=signed_headers(partner, secret, body), timeout=60)
+    except requests.RequestException as exc:
+        _fail(f"error: cannot reach the hub at {url}: {exc.__class__.__name__}")
     click.echo(json.dumps(response.json(), indent=2, ensure_ascii=False))
     if response.status_code >= 400:
         sys.exit(1)

@@ -134,3 +134,52 @@ def test_ledger_reverse_corrects_once(cli):
         "already posted")
     assert "already_reversed" in cli("ledger", "reverse", str(credit.seq), "--reason", "other", code=1)
     assert "ledger ok" in cli("ledger", "verify")
+
+
+def test_push_signs_and_sends_a_batch_over_http(tmp_path, settings, database_url):
+    """`carbonhub push` against a real HTTP server: signed, processed, one credit per ride."""
+    import threading
+    from datetime import datetime, timedelta, timezone
+
+    from werkzeug.serving import make_server
+
+    from conftest import SECRETS
+    from hub.app import create_app
+    from hub.core import Hub
+
+    hub = Hub(settings, database_url=database_url)  # the real clock: the CLI signs with the real time
+    hub.init_db()
+    account, _ = hub.open_account("push-user")
+    now = datetime.now(timezone.utc)
+    hub.set_consent(account.id, "metro", True, at=now - timedelta(days=1))
+    server = make_server("127.0.0.1", 0, create_app(hub=hub), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        entry = now - timedelta(hours=1)
+        ride = {"ride_id": "PUSH-1", "account_id": account.id, "card_token": "tok-push", "city": "shenzhen",
+                "line": "1", "entry_station": "Luohu", "exit_station": "Futian", "entry_at": entry.isoformat(),
+                "exit_at": (entry + timedelta(minutes=20)).isoformat(), "distance_km": "6.1"}
+        rides = tmp_path / "rides.json"
+        rides.write_text(json.dumps([ride, ride]))
+        config = tmp_path / "hub.toml"
+        config.write_text(CONFIG.format(secrets=tmp_path / "none.env"))
+        url = f"http://127.0.0.1:{server.server_port}"
+        env = {"CARBONHUB_SECRET_SZMETRO": SECRETS["CARBONHUB_SECRET_SZMETRO"]}
+        result = CliRunner().invoke(main, ["--config", str(config), "push", "szmetro", str(rides), "--url", url],
+                                    env=env)
+        assert result.exit_code == 0, result.output
+        answer = json.loads(result.output)
+        assert [r["status"] for r in answer["results"]] == ["accepted", "duplicate"]
+        assert answer["batch"]["grams"] == 285  # 6.1 km × 46.8 g/pkm = 285.48, rounded down
+
+        env["CARBONHUB_SECRET_SZMETRO"] = "not-the-secret"
+        refused = CliRunner().invoke(main, ["--config", str(config), "push", "szmetro", str(rides), "--url", url],
+                                     env=env)
+        assert refused.exit_code == 1 and "bad_signature" in refused.output
+    finally:
+        server.shutdown()
+        thread.join()
+    unreachable = CliRunner().invoke(main, ["--config", str(config), "push", "szmetro", str(rides), "--url", url],
+                                     env=env)
+    assert unreachable.exit_code == 2 and "cannot reach the hub" in unreachable.output
