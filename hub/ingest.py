@@ -58,6 +58,7 @@ REASONS = {
     "double_claim": "This act was already credited, possibly through another partner (duplicate).",
     "cap_reached": "The user's cap for this scenario is reached.",
     "zero_reduction": "The methodology gives no reduction for this act.",
+    "reward_failed": "A reward rule failed; the act is kept for replay, nothing was credited.",
 }
 
 
@@ -397,6 +398,10 @@ class Pipeline:
                             behaviours=[i.outcome for i in rec.items])
         if rec.problem:
             out.reason, out.message, out.field = rec.problem.code, rec.problem.message, rec.problem.field
+        else:  # the behaviour that decided the record's status says why (as the inbox row does)
+            decisive = next((i.outcome for i in rec.items if i.outcome.status == status and i.outcome.reason), None)
+            if decisive is not None:
+                out.reason, out.message, out.field = decisive.reason, decisive.message, decisive.field
         return out
 
     def _gate_and_write(self, partner_id: str, recs: list[_Rec], source: str, batch_id: str) -> list[Any]:
@@ -462,7 +467,10 @@ class Pipeline:
                 reduction = item.reduction
                 credited = Reduction(reduction.methodology, reduction.version, grams, reduction.baseline_g,
                                      reduction.project_g, reduction.formula, reduction.factors)
-                grants = self._rewards(b, credited, reward_rules)
+                grants, reward_problem = self._rewards(b, credited, reward_rules)
+                if reward_problem is not None:
+                    out.status, out.reason, out.message = REJECTED, reward_problem.code, reward_problem.message
+                    continue
                 points = sum(g.points for g in grants)
                 out.status, out.grams, out.points, out.capped = ACCEPTED, grams, points, bool(caps_applied)
                 seen_events[event_key] = (out.id, grams)
@@ -543,8 +551,13 @@ class Pipeline:
         return grams, applied, None
 
     def _rewards(self, b: Behaviour, reduction: Reduction,
-                 rules: list[tuple[str, Any, tuple[str, ...]]] | None = None) -> list[PointGrant]:
-        """Run every reward rule (``rules`` from :func:`_impls`, as call_each would)."""
+                 rules: list[tuple[str, Any, tuple[str, ...]]] | None = None
+                 ) -> tuple[list[PointGrant], Problem | None]:
+        """Run every reward rule (``rules`` from :func:`_impls`, as call_each would).
+
+        A failing rule or an invalid grant rejects this behaviour (``reward_failed``,
+        replayable) instead of the chunk: the other records go on.
+        """
         conf = self.hub.scenario_config_dict(b.scenario)
         grants: list[PointGrant] = []
         if rules is None:
@@ -555,13 +568,14 @@ class Pipeline:
             try:
                 result = function(**args)
             except Exception as exc:
-                raise RuntimeError(f"reward rule of plugin {name!r} failed: {exc!r}") from exc
+                log.exception("reward rule of plugin %s failed", name)
+                return [], _problem("reward_failed", f"The reward rule of plugin {name!r} failed: {exc!r}")
             for g in result or ():
                 if not isinstance(g, PointGrant) or type(g.points) is not int or g.points < 0:
-                    raise RuntimeError(f"plugin {name!r} returned an invalid point grant {g!r}")
+                    return [], _problem("reward_failed", f"Plugin {name!r} returned an invalid point grant {g!r}.")
                 if g.points:
                     grants.append(g)
-        return grants
+        return grants, None
 
     @staticmethod
     def _credit_request(partner_id: str, item: _Item, grams: int, grants: list[PointGrant]) -> TxRequest:

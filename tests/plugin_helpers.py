@@ -45,6 +45,7 @@ def lab_plugin(name: str = "lab") -> types.ModuleType:
     steers the plugin, so one partner can produce every outcome of the gate:
 
     - ``{"raise": true}`` raises an unexpected error, unless ``module.fixed``;
+      so does its reward rule for a behaviour with the attribute ``reward_crash``;
     - ``{"skip": true}`` returns None, ``{"empty": true}`` an empty list,
       ``{"garbage": true}`` something that is not a behaviour;
     - otherwise one behaviour: ``scenario`` (default ``bike``), ``account_id``,
@@ -74,8 +75,13 @@ def lab_plugin(name: str = "lab") -> types.ModuleType:
             occurred_at=datetime.fromisoformat(p["occurred_at"]), quantity=Decimal(str(p.get("quantity", "5"))),
             unit=p.get("unit", "pkm"), attributes=p.get("attributes", METRO_EVIDENCE))]
 
+    def evaluate_rewards(behaviour):
+        if behaviour.attributes.get("reward_crash") and not module.fixed:
+            raise RuntimeError("lab reward service is down")
+        return []
+
     module = plugin_module(name, carbonhub_register_scenarios=register_scenarios,
-                           carbonhub_normalize_record=normalize)
+                           carbonhub_normalize_record=normalize, carbonhub_evaluate_rewards=evaluate_rewards)
     module.fixed = False
     return module
 

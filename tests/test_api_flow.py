@@ -49,6 +49,8 @@ def test_newcomer_flow(client, clock):
     accepted = {r["event_id"]: r["behaviours"][0] for r in body["results"] if r["status"] == "accepted"}
     assert {k: b["grams"] for k, b in accepted.items()} == credited
     assert accepted["SZM-3"]["capped"] is True
+    # The record says why too, not only its behaviour.
+    assert [r.get("reason") for r in body["results"]] == [o[2] for o in outcome]
     assert body["batch"]["grams"] == 3000
     first_report = accepted["SZM-1"]["id"]
     assert [r["behaviours"][0]["duplicate_of"] for r in body["results"][2:4]] == [first_report] * 2

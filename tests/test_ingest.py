@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 
 import pytest
 from conftest import NOW, PG_URL, SECRETS
-from plugin_helpers import SHANGHAI, estatement, lab_plugin, lab_record, metro_ride, plugin_module
+from plugin_helpers import (METRO_EVIDENCE, SHANGHAI, estatement, lab_plugin, lab_record, metro_ride,
+                            plugin_module)
 
 from hub import db
 from hub.config import load_settings
@@ -153,6 +154,9 @@ REASON_CASES = [
     ("normalize_failed", "lab", lambda h, a: lab_record(a, "L1", RIDE_AT, **{"raise": True}), None,
      "normalize_failed", None),
     ("normalize_failed-not-behaviours", "lab", lambda h, a: {"garbage": True}, None, "normalize_failed", None),
+    ("reward_failed", "lab", lambda h, a: lab_record(a, "L1", RIDE_AT, attributes={**METRO_EVIDENCE,
+                                                                                   "reward_crash": True}),
+     None, "reward_failed", None),
     ("not_handled", "lab", lambda h, a: {"skip": True, "event_id": "L1"}, None, "not_handled", None),
     ("no_behaviour", "lab", lambda h, a: {"empty": True}, None, "no_behaviour", None),
     ("partner_not_allowed", "lab", lambda h, a: lab_record(a, "L1", RIDE_AT, scenario="metro"), None,
@@ -324,6 +328,21 @@ def test_plugin_crash_is_normalize_failed_and_the_record_is_kept_for_replay(hub,
     assert replayed.summary()["accepted"] == 1 and replayed.summary()["records"] == 1
     row = InboxRecord.get_by_id(result.records[0].inbox_id)
     assert (row.status, row.reason, row.attempts) == (ACCEPTED, None, 2)
+    assert_books_balance()
+
+
+def test_failing_reward_rule_rejects_one_behaviour_and_replays_after_the_fix(hub, account, lab, caplog):
+    crash = lab_record(account, "L1", RIDE_AT, attributes={**METRO_EVIDENCE, "reward_crash": True})
+    good = lab_record(account, "L2", RIDE_AT + timedelta(hours=1))
+    result = hub.pipeline.ingest("lab", [crash, good])
+    assert [verdict(r)[:2] for r in result.records] == [(REJECTED, "reward_failed"), (ACCEPTED, None)]
+    assert any("reward rule of plugin lab failed" in r.getMessage() for r in caplog.records)
+    assert db.LedgerTransaction.select().count() == 1  # only the good record was credited
+
+    lab.fixed = True
+    assert hub.pipeline.replay(reason="reward_failed").summary()["accepted"] == 1
+    assert db.LedgerTransaction.select().count() == 2
+    assert hub.pipeline.replay(reason="reward_failed").summary()["records"] == 0
     assert_books_balance()
 
 
