@@ -150,16 +150,29 @@ def ledger() -> None:
     """The append-only ledger."""
 
 
+def _anchor(_ctx: Any, _param: Any, values: tuple[str, ...]) -> dict[int, str]:
+    anchors = {}
+    for value in values:
+        seq, sep, digest = value.partition(":")
+        if not (sep and seq.isdigit() and len(digest) == 64):
+            raise click.BadParameter(f"{value!r} is not SEQ:HASH (a seq and a 64-hex-digit hash)")
+        anchors[int(seq)] = digest.lower()
+    return anchors
+
+
 @ledger.command("verify")
+@click.option("--anchor", "anchors", multiple=True, callback=_anchor, metavar="SEQ:HASH",
+              help="A head printed by an earlier verify and kept outside the hub (repeatable).")
 @click.pass_context
-def ledger_verify(ctx: click.Context) -> None:
+def ledger_verify(ctx: click.Context, anchors: dict[int, str]) -> None:
     """Recompute the hash chain and every balance from postings."""
     from .ledger import verify
 
     _hub(ctx)
-    report = verify()
+    report = verify(anchors=anchors)
     if report.ok:
         click.echo(f"ledger ok: {report.transactions} transactions, {report.accounts} account balances")
+        click.echo(f"head {report.head_seq}:{report.head_hash} (keep it outside the hub; pass it as --anchor)")
         return
     click.echo(f"ledger BROKEN at seq {report.first_break}:", err=True)
     for problem in report.problems:

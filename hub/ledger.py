@@ -247,6 +247,8 @@ class VerifyReport:
     accounts: int = 0
     problems: list[str] = field(default_factory=list)
     first_break: int | None = None
+    head_seq: int = 0
+    head_hash: str = db.GENESIS_HASH  # record it outside the database to detect a rewritten tail later
 
     @property
     def ok(self) -> bool:
@@ -259,11 +261,18 @@ class VerifyReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "transactions": self.transactions, "accounts": self.accounts,
-                "first_break": self.first_break, "problems": self.problems}
+                "first_break": self.first_break, "problems": self.problems, "head_seq": self.head_seq,
+                "head_hash": self.head_hash}
 
 
-def verify(page: int = 5000, max_problems: int = 100) -> VerifyReport:
-    """Recompute the chain and every balance from postings; report where it breaks."""
+def verify(page: int = 5000, max_problems: int = 100, anchors: Mapping[int, str] | None = None) -> VerifyReport:
+    """Recompute the chain and every balance from postings; report where it breaks.
+
+    ``anchors`` maps seq -> hash as recorded earlier outside the database (e.g.
+    the ``head_hash`` of a previous report): someone able to rewrite the whole
+    tail of the chain, head included, cannot also match those.
+    """
+    anchors = dict(anchors or {})
     report = VerifyReport()
     prev_hash, expected_seq, last_seq = db.GENESIS_HASH, 1, 0
     sums: dict[tuple[str, str], int] = defaultdict(int)
@@ -303,8 +312,13 @@ def verify(page: int = 5000, max_problems: int = 100) -> VerifyReport:
             if bad or len(postings) < 2:
                 report.fail(f"seq {tx.seq}: postings do not balance ({dict(unit_sums)}, "
                             f"{len(postings)} postings)", tx.seq)
+            if tx.seq in anchors and anchors.pop(tx.seq) != tx.hash:
+                report.fail(f"seq {tx.seq}: hash differs from the anchor recorded for it", tx.seq)
             prev_hash, expected_seq, last_seq = tx.hash, tx.seq + 1, tx.seq
 
+    report.head_seq, report.head_hash = last_seq, prev_hash
+    for seq in sorted(anchors):
+        report.fail(f"seq {seq}: anchored transaction is missing (the ledger was cut short)", seq)
     head = LedgerHead.get_or_none(LedgerHead.id == 1)
     if head is not None and (head.seq != last_seq or head.hash != prev_hash):
         report.fail(f"chain head says seq {head.seq} but the last transaction is seq {last_seq}"

@@ -135,7 +135,9 @@ def test_replay_validation(client, body, field):
 
 def test_verify_detects_tampering(client, pushed):
     ok = client.get("/v1/admin/ledger/verify", headers=auth("console")).get_json()
-    assert ok == {"ok": True, "transactions": 2, "accounts": ok["accounts"], "first_break": None, "problems": []}
+    head = db.LedgerTransaction.get_by_id(2)
+    assert ok == {"ok": True, "transactions": 2, "accounts": ok["accounts"], "first_break": None, "problems": [],
+                  "head_seq": 2, "head_hash": head.hash}
     assert ok["accounts"] == 4  # (account, unit): user carbon g, user points pts, issuer g and pts
 
     # Someone edits a posting behind the ledger's back.

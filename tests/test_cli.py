@@ -183,3 +183,25 @@ def test_push_signs_and_sends_a_batch_over_http(tmp_path, settings, database_url
     unreachable = CliRunner().invoke(main, ["--config", str(config), "push", "szmetro", str(rides), "--url", url],
                                      env=env)
     assert unreachable.exit_code == 2 and "cannot reach the hub" in unreachable.output
+
+
+def test_verify_anchor_catches_a_rewritten_tail(cli):
+    cli("demo")
+    out = cli("ledger", "verify")
+    anchor = out.split("head ")[1].split()[0]
+    seq = int(anchor.split(":")[0])
+    assert "ledger ok" in cli("ledger", "verify", "--anchor", anchor)
+    # Someone removes the last transaction with its postings, fixes the balances and rewinds the head:
+    # the chain alone is consistent again, the anchor is not.
+    postings = list(db.Posting.select().where(db.Posting.tx_seq == seq))
+    last = db.LedgerTransaction.get_by_id(seq)
+    for p in postings:
+        db.Balance.update(amount=db.Balance.amount - p.amount).where(
+            (db.Balance.account == p.account) & (db.Balance.unit == p.unit)).execute()
+    db.Posting.delete().where(db.Posting.tx_seq == seq).execute()
+    db.LedgerTransaction.delete().where(db.LedgerTransaction.seq == seq).execute()
+    db.LedgerHead.update(seq=seq - 1, hash=last.prev_hash).execute()
+    assert "ledger ok" in cli("ledger", "verify")
+    broken = cli("ledger", "verify", "--anchor", anchor, code=1)
+    assert f"seq {seq}: anchored transaction is missing" in broken
+    assert "is not SEQ:HASH" in cli("ledger", "verify", "--anchor", "12:abc", code=2)

@@ -416,6 +416,9 @@ class VerifySchema(Schema):
     accounts = fields.Integer(required=True)
     first_break = fields.Integer(allow_none=True, required=True)
     problems = fields.List(fields.String(), required=True)
+    head_seq = fields.Integer(required=True, metadata={"description": "Last transaction verified."})
+    head_hash = fields.String(required=True, metadata={"description": "Its hash: record it outside the hub "
+                                                                      "and pass it to later verifications."})
 
 
 class ReversalSchema(Strict):
