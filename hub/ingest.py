@@ -29,6 +29,7 @@ from .db import Behaviour as BehaviourRow
 from .db import InboxRecord, Receipt, UsageCounter, canonical_json, database
 from .ledger import TxRequest, user_carbon, user_points
 from .methodology import CAP_KINDS, MethodologyVersion
+from .plugins import Impl, call_each, hookimpls
 from .records import (ACCEPTED, DUPLICATE, REJECTED, Behaviour, PointGrant, PostingRecord, Problem,
                       RawRecord, RecordError, Reduction)
 
@@ -179,12 +180,6 @@ def _chunks(iterable: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
-def _impls(hook: Any) -> list[tuple[str, Any, tuple[str, ...]]]:
-    """What :func:`hub.plugins.call_each` iterates over, taken once per chunk
-    rather than once per behaviour: ``(plugin name, function, argument names)``."""
-    return [(impl.plugin_name, impl.function, impl.argnames) for impl in reversed(hook.get_hookimpls())]
-
-
 def record_status(rec: _Rec) -> str:
     if rec.problem is not None:
         return REJECTED
@@ -270,7 +265,7 @@ class Pipeline:
                 rec.problem = _problem("unknown_partner", f"Partner {partner_id!r} is not configured or disabled.")
             return
         normalize = self._normalizer(partner_id, partner.scenarios)
-        validators = _impls(hub.pm.hook.carbonhub_validate_behaviour) or None
+        validators = hookimpls(hub.pm.hook.carbonhub_validate_behaviour) or None
         ctx, tz, settings = hub.ctx, hub.settings.timezone, hub.settings
         latest = hub.now() + timedelta(seconds=settings.future_skew_s)
         ids = iter(new_ids("bhv", len(recs)))  # one per behaviour; new_id() if a record has several
@@ -315,9 +310,8 @@ class Pipeline:
         return None
 
     def _validity_problem(self, b: Behaviour, item: _Item, latest: datetime, tz: Any,
-                          validators: list[tuple[str, Any, tuple[str, ...]]] | None,
+                          validators: list[Impl] | None,
                           cache: _ChunkCache) -> Problem | None:
-        """``validators`` come from :func:`_impls`."""
         if b.occurred_at.tzinfo is None:
             return _problem("invalid_record", "occurred_at must carry a time zone.", "occurred_at")
         if b.occurred_at > latest:
@@ -325,13 +319,9 @@ class Pipeline:
         if not isinstance(b.quantity, (int, Decimal)) or b.quantity <= 0:
             return _problem("non_positive_quantity", field_name="quantity")
         hub = self.hub
-        if validators is not None:  # as call_each: in turn, isolated, stopping at the first problem
-            kwargs = {"ctx": hub.ctx, "behaviour": b}
-            for _, function, argnames in validators:
-                args = {name: kwargs[name] for name in argnames}
-                try:
-                    problems = function(**args)
-                except Exception as exc:
+        if validators is not None:  # in turn, isolated, stopping at the first problem
+            for _, problems, exc in call_each(validators, ctx=hub.ctx, behaviour=b):
+                if exc is not None:
                     log.error("validator failed: %r", exc)
                     return _problem("normalize_failed", f"A validator failed: {exc!r}")
                 if problems:
@@ -424,7 +414,7 @@ class Pipeline:
         now = hub.now()
         credits: list[tuple[_Item, TxRequest]] = []
         caps_cache: dict[tuple[str, str, str], dict[str, int]] = {}
-        reward_rules = _impls(hub.pm.hook.carbonhub_evaluate_rewards)
+        reward_rules = hookimpls(hub.pm.hook.carbonhub_evaluate_rewards)
 
         for rec in recs:
             for item in rec.items:
@@ -550,25 +540,21 @@ class Pipeline:
             return 0, applied, _problem("cap_reached", f"The {cap['cap']} cap of {cap['limit']} g is reached.")
         return grams, applied, None
 
-    def _rewards(self, b: Behaviour, reduction: Reduction,
-                 rules: list[tuple[str, Any, tuple[str, ...]]] | None = None
+    def _rewards(self, b: Behaviour, reduction: Reduction, rules: list[Impl] | None = None
                  ) -> tuple[list[PointGrant], Problem | None]:
-        """Run every reward rule (``rules`` from :func:`_impls`, as call_each would).
+        """Run every reward rule (``rules``: :func:`hub.plugins.hookimpls`, taken once per chunk).
 
         A failing rule or an invalid grant rejects this behaviour (``reward_failed``,
         replayable) instead of the chunk: the other records go on.
         """
         conf = self.hub.scenario_config_dict(b.scenario)
-        grants: list[PointGrant] = []
         if rules is None:
-            rules = _impls(self.hub.pm.hook.carbonhub_evaluate_rewards)
-        kwargs = {"ctx": self.hub.ctx, "behaviour": b, "reduction": reduction, "scenario_config": conf}
-        for name, function, argnames in rules:
-            args = {arg: kwargs[arg] for arg in argnames}
-            try:
-                result = function(**args)
-            except Exception as exc:
-                log.exception("reward rule of plugin %s failed", name)
+            rules = hookimpls(self.hub.pm.hook.carbonhub_evaluate_rewards)
+        grants: list[PointGrant] = []
+        for name, result, exc in call_each(rules, ctx=self.hub.ctx, behaviour=b, reduction=reduction,
+                                           scenario_config=conf):
+            if exc is not None:
+                log.error("reward rule of plugin %s failed", name, exc_info=exc)
                 return [], _problem("reward_failed", f"The reward rule of plugin {name!r} failed: {exc!r}")
             for g in result or ():
                 if not isinstance(g, PointGrant) or type(g.points) is not int or g.points < 0:
