@@ -49,6 +49,15 @@ BASE_CONFIG = {
 }
 
 
+def shipped_config() -> dict:
+    """``config/hub.toml`` as the repository ships it, for tests of the shipped rules."""
+    import tomllib
+    from pathlib import Path
+
+    with open(Path(__file__).resolve().parents[1] / "config" / "hub.toml", "rb") as fh:
+        return tomllib.load(fh)
+
+
 @pytest.fixture
 def config_data():
     """The test config as a dict; tests may edit it before ``hub`` is built."""

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from conftest import shipped_config
 
 from hub import db
 from hub.ledger import user_carbon, user_points
@@ -44,8 +44,7 @@ def verdict(outcome) -> tuple[str, str | None, str | None]:
 @pytest.fixture
 def config_data(config_data):
     """The test config with the e-statement rules exactly as shipped in config/hub.toml."""
-    with open(ROOT / "config" / "hub.toml", "rb") as fh:
-        shipped = tomllib.load(fh)
+    shipped = shipped_config()
     config_data["scenarios"]["estatement"] = shipped["scenarios"]["estatement"]
     config_data["partners"]["cardcentre"] = shipped["partners"]["cardcentre"]
     return config_data

@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 import math
 import re
-import tomllib
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from conftest import shipped_config
 
 from hub import db
 from hub.hookspecs import hookimpl
@@ -87,8 +87,7 @@ def extra_plugins(recorder):
 def config_data(config_data):
     """The test config with the metro rules exactly as shipped in config/hub.toml,
     plus a second partner (a card network) allowed to report metro rides."""
-    with open(ROOT / "config" / "hub.toml", "rb") as fh:
-        shipped = tomllib.load(fh)
+    shipped = shipped_config()
     config_data["scenarios"]["metro"] = shipped["scenarios"]["metro"]
     config_data["partners"]["szmetro"] = shipped["partners"]["szmetro"]
     config_data["partners"]["cardnet"] = {"name": "Transit card network", "secret_env": "CARBONHUB_SECRET_CARDNET",
