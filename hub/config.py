@@ -97,6 +97,8 @@ class CapsSchema(_Strict):
     per_month_g = fields.Integer(validate=validate.Range(min=0))
     per_day_count = fields.Integer(validate=validate.Range(min=0))
     per_month_count = fields.Integer(validate=validate.Range(min=0))
+    per_subject_day_count = fields.Integer(validate=validate.Range(min=0))
+    per_subject_month_count = fields.Integer(validate=validate.Range(min=0))
 
 
 class PointsSchema(_Strict):

@@ -130,5 +130,6 @@ class Hub:
                             "approved_versions": list(conf.versions) or
                             [v.version for v in self.methodologies.versions[mid]]},
             "caps": caps,
+            "cap_subject": current.cap_subject if current else None,
             "points": dict(conf.points),
         }

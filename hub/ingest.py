@@ -15,6 +15,7 @@ quantity, methodology in force, unit, evidence), partner event not seen
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field as dc_field
@@ -28,7 +29,7 @@ from .accounts import ConsentTimeline, existing_accounts, new_id, new_ids
 from .db import Behaviour as BehaviourRow
 from .db import InboxRecord, Receipt, UsageCounter, canonical_json, database
 from .ledger import TxRequest, user_carbon, user_points
-from .methodology import CAP_KINDS, MethodologyVersion
+from .methodology import ALL_CAP_KINDS, MethodologyVersion
 from .plugins import Impl, call_each, hookimpls
 from .records import (ACCEPTED, DUPLICATE, REJECTED, Behaviour, PointGrant, PostingRecord, Problem,
                       RawRecord, RecordError, Reduction)
@@ -59,6 +60,7 @@ REASONS = {
     "double_claim": "This act was already credited, possibly through another partner (duplicate).",
     "cap_reached": "The user's cap for this scenario is reached.",
     "zero_reduction": "The methodology gives no reduction for this act.",
+    "methodology_failed": "The methodology's formula failed on this act; it is kept for replay.",
     "reward_failed": "A reward rule failed; the act is kept for replay, nothing was credited.",
 }
 
@@ -146,6 +148,7 @@ class _Item:
     receipt: dict[str, Any] | None = None
     day: str = ""
     month: str = ""
+    subject: str | None = None  # usage-counter key of the per_subject caps, when the methodology has them
 
 
 @dataclass
@@ -351,8 +354,20 @@ class Pipeline:
             if b.attributes.get(name) in (None, ""):
                 return _problem("missing_evidence", f"{version.id} {version.version} requires {name!r}.",
                                 f"attributes.{name}")
+        if version.cap_subject is not None:
+            value = b.attributes.get(version.cap_subject)
+            if value in (None, ""):
+                return _problem("missing_evidence", f"{version.id} {version.version} counts caps by "
+                                f"{version.cap_subject!r}, which the record lacks.", f"attributes.{version.cap_subject}")
+            item.subject = subject_key(b.scenario, value)
         item.version = version
-        item.reduction = version.compute(b)
+        try:
+            item.reduction = version.compute(b)
+        except RecordError as exc:  # the family says this act cannot be computed (e.g. no factor for the city)
+            return exc.problem
+        except Exception as exc:  # a formula bug rejects the act (replayable), not the chunk
+            log.exception("methodology %s %s failed", version.id, version.version)
+            return _problem("methodology_failed", f"{version.id} {version.version} failed: {exc!r}")
         periods = cache.periods.get(day)
         if periods is None:
             periods = cache.periods[day] = (f"d:{day:%Y-%m-%d}", f"m:{day:%Y-%m}")
@@ -449,7 +464,8 @@ class Pipeline:
                     caps = caps_cache[caps_key] = self._caps_for(item)
                 grams, caps_applied, cap_problem = self._apply_caps(item, usage, usage_delta, caps)
                 if cap_problem is not None:
-                    out.status, out.reason, out.message = REJECTED, cap_problem.code, cap_problem.message
+                    out.status, out.reason, out.message, out.field = REJECTED, cap_problem.code, \
+                        cap_problem.message, cap_problem.field
                     continue
                 if grams <= 0:
                     out.status, out.reason, out.message = REJECTED, "zero_reduction", REASONS["zero_reduction"]
@@ -469,6 +485,10 @@ class Pipeline:
                     delta = usage_delta[(b.account_id, b.scenario, period)]
                     delta[0] += grams
                     delta[1] += 1
+                    if item.subject is not None:
+                        delta = usage_delta[(item.subject, b.scenario, period)]
+                        delta[0] += grams
+                        delta[1] += 1
                 item.receipt = {"caps": caps_applied, "points": [g.__dict__ for g in grants]}
                 credits.append((item, self._credit_request(partner_id, item, grams, grants)))
 
@@ -487,7 +507,7 @@ class Pipeline:
     def _load_usage(self, items: list[_Item]) -> dict[tuple[str, str, str], tuple[int, int]]:
         if not items:
             return {}
-        accounts = sorted({i.behaviour.account_id for i in items})
+        accounts = sorted({i.behaviour.account_id for i in items} | {i.subject for i in items if i.subject})
         periods = sorted({p for i in items for p in (i.day, i.month)})
         scenarios = sorted({i.behaviour.scenario for i in items})
         rows = db.fetch_in('SELECT "account", "scenario", "period", "grams", "count" FROM "usage_counter" '
@@ -500,7 +520,7 @@ class Pipeline:
         """Methodology caps tightened by the bank's config (the lower one wins)."""
         conf = self.hub.settings.scenarios[item.behaviour.scenario].caps
         caps = {}
-        for kind in CAP_KINDS:
+        for kind in ALL_CAP_KINDS:
             values = [v for v in (item.version.caps.get(kind), conf.get(kind)) if v is not None]
             if values:
                 caps[kind] = min(values)
@@ -526,6 +546,18 @@ class Pipeline:
             if limit is not None and used[label][1] >= limit:
                 return 0, [], _problem("cap_reached", f"At most {limit} {b.scenario} behaviours per {label} "
                                                       f"are credited; this one is over.")
+        if item.subject is not None:
+            for label, period in (("day", item.day), ("month", item.month)):
+                limit = caps.get(f"per_subject_{label}_count")
+                if limit is None:
+                    continue
+                key = (item.subject, b.scenario, period)
+                count = usage.get(key, (0, 0))[1] + delta.get(key, (0, 0))[1]
+                if count >= limit:
+                    subject = item.version.cap_subject
+                    return 0, [], _problem("cap_reached", f"At most {limit} {b.scenario} behaviours per {subject} "
+                                                          f"per {label} are credited; this {subject} has had "
+                                                          f"{count}.", f"attributes.{subject}")
         for label in ("day", "month"):
             limit = caps.get(f"per_{label}_g")
             if limit is None:
@@ -635,6 +667,12 @@ class Pipeline:
     def _write_usage(self, delta: Mapping[tuple[str, str, str], list[int]]) -> None:
         db.upsert_add(UsageCounter, ("account", "scenario", "period"), ("grams", "count"),
                       [(a, s, p, g, n) for (a, s, p), (g, n) in delta.items()])
+
+
+def subject_key(scenario: str, value: Any) -> str:
+    """The usage-counter account of a per_subject cap: a hash, so a bill account
+    number or card token is never stored in clear (and fits the column)."""
+    return "s:" + hashlib.sha256(f"{scenario}\x1f{value}".encode("utf-8")).hexdigest()[:32]
 
 
 def _payload_event_id(payload: Any) -> Any:

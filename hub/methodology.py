@@ -24,6 +24,10 @@ from .config import flatten_errors
 from .records import Behaviour, Calculation, Factor, MethodologySpec, Reduction
 
 CAP_KINDS = ("per_day_g", "per_month_g", "per_day_count", "per_month_count")
+# Counted per value of the document's ``cap_subject`` attribute across all users
+# (one bill account, one card), not per user.
+SUBJECT_CAP_KINDS = ("per_subject_day_count", "per_subject_month_count")
+ALL_CAP_KINDS = CAP_KINDS + SUBJECT_CAP_KINDS
 
 
 class MethodologyError(Exception):
@@ -56,6 +60,8 @@ class CapsDocSchema(Schema):
     per_day_g = fields.Integer(validate=validate.Range(min=0))
     per_month_g = fields.Integer(validate=validate.Range(min=0))
     per_day_count = fields.Integer(validate=validate.Range(min=0))
+    per_subject_day_count = fields.Integer(validate=validate.Range(min=0))
+    per_subject_month_count = fields.Integer(validate=validate.Range(min=0))
     per_month_count = fields.Integer(validate=validate.Range(min=0))
 
 
@@ -77,11 +83,17 @@ class DocumentSchema(Schema):
     factors = fields.Dict(keys=fields.String(), values=fields.Nested(FactorSchema), required=True,
                           validate=validate.Length(min=1))
     caps = fields.Nested(CapsDocSchema, load_default=dict)
+    cap_subject = fields.String(load_default=None, validate=validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]*$"))
 
     @validates_schema
     def _dates(self, data: dict, **_: Any) -> None:
         if data.get("effective_to") and data["effective_to"] <= data["effective_from"]:
             raise ValidationError("Must be after effective_from.", "effective_to")
+
+    @validates_schema
+    def _subject(self, data: dict, **_: Any) -> None:
+        if not data.get("cap_subject") and any(k in data.get("caps", {}) for k in SUBJECT_CAP_KINDS):
+            raise ValidationError("per_subject caps need cap_subject (the attribute they count by).", "cap_subject")
 
 
 def _as_date(value: Any) -> Any:
@@ -108,6 +120,7 @@ class MethodologyVersion:
     caps: Mapping[str, int]
     path: str
     formula: Callable[[Mapping[str, Factor], Behaviour], Calculation] = field(repr=False, compare=False)
+    cap_subject: str | None = None  # attribute whose value per_subject caps count by
     # Set by the registry: the next version's effective_from, which ends an
     # open-ended version without editing its published document.
     superseded_on: date | None = None
@@ -136,7 +149,7 @@ class MethodologyVersion:
             "effective_to": self.effective_to.isoformat() if self.effective_to else None,
             "superseded_on": self.superseded_on.isoformat() if self.superseded_on else None,
             "quantity_unit": self.quantity_unit, "evidence": list(self.evidence),
-            "description": self.description, "caps": dict(self.caps),
+            "description": self.description, "caps": dict(self.caps), "cap_subject": self.cap_subject,
             "factors": {n: {"value": str(f.value), "unit": f.unit, "source": f.source}
                         for n, f in self.factors.items()},
         }
@@ -181,7 +194,7 @@ def load_document(path: Path, spec: MethodologySpec) -> MethodologyVersion:
         reviewer=data["reviewer"], reviewed_on=data["reviewed_on"], effective_from=data["effective_from"],
         effective_to=data["effective_to"], quantity_unit=data["quantity_unit"],
         evidence=tuple(data["evidence"]), description=data["description"], factors=factors,
-        caps=dict(data["caps"]), path=str(path), formula=formula)
+        caps=dict(data["caps"]), path=str(path), formula=formula, cap_subject=data["cap_subject"])
 
 
 class MethodologyRegistry:

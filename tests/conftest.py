@@ -66,7 +66,10 @@ def config_data():
 
 @pytest.fixture
 def settings(config_data):
-    return load_settings(data=config_data, environ=dict(SECRETS))
+    environ = dict(SECRETS)
+    for pid, partner in config_data.get("partners", {}).items():  # every other partner: a test secret
+        environ.setdefault(partner.get("secret_env", ""), f"{pid}-secret-0123456789")
+    return load_settings(data=config_data, environ=environ)
 
 
 @pytest.fixture

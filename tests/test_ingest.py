@@ -205,7 +205,8 @@ REASON_CASES = [
      "viewed_before_cycle", "viewed_at"),
 ]
 # Reasons that need more than one record; each has its own tests below.
-REASONS_TESTED_ELSEWHERE = {"duplicate_event", "double_claim", "cap_reached"}
+# methodology_failed: tests/test_kernel_methodology_rules.py.
+REASONS_TESTED_ELSEWHERE = {"duplicate_event", "double_claim", "cap_reached", "methodology_failed"}
 
 
 def test_every_hub_reason_code_has_a_case():

@@ -329,6 +329,8 @@ class ScenarioSchema(Schema):
     partners = fields.List(fields.String(), required=True)
     methodology = fields.Nested(ScenarioMethodologySchema, required=True)
     caps = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    cap_subject = fields.String(allow_none=True, metadata={
+        "description": "What per_subject caps count by (an attribute such as bill_account), or null."})
     points = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
 
 
@@ -357,6 +359,8 @@ class MethodologyVersionSchema(Schema):
     evidence = fields.List(fields.String(), required=True)
     description = fields.String(required=True)
     caps = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    cap_subject = fields.String(allow_none=True, metadata={
+        "description": "The attribute per_subject caps count by (e.g. bill_account), or null."})
     factors = fields.Dict(keys=fields.String(), values=fields.Nested(FactorValueSchema), required=True)
 
 
