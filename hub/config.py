@@ -90,6 +90,7 @@ class PartnerSchema(_Strict):
     secret_env = fields.String(required=True, validate=_ENV)
     scenarios = fields.List(fields.String(validate=_ID), required=True, validate=validate.Length(min=1))
     enabled = fields.Boolean(load_default=True)
+    kind = fields.String(load_default=None, validate=_ID)
 
 
 class CapsSchema(_Strict):
@@ -147,6 +148,7 @@ class Partner:
     secret_env: str
     scenarios: tuple[str, ...]
     enabled: bool = True
+    kind: str | None = None  # e.g. metro_operator; scenarios may accept only some kinds
 
 
 @dataclass(frozen=True)
@@ -215,7 +217,7 @@ class Settings:
                     "secrets_file": str(self.secrets_file)},
             "plugins": {"block": list(self.blocked_plugins)},
             "partners": {p.id: {"name": p.name, "secret_env": p.secret_env, "secret": shown(p.secret_env),
-                                "scenarios": list(p.scenarios), "enabled": p.enabled}
+                                "scenarios": list(p.scenarios), "enabled": p.enabled, "kind": p.kind}
                          for p in self.partners.values()},
             "scenarios": {s.id: s.as_dict() for s in self.scenarios.values()},
             "api_keys": {k.name: {"key_env": k.key_env, "key": shown(k.key_env), "scopes": list(k.scopes)}
@@ -280,7 +282,7 @@ def load_settings(path: str | os.PathLike | None = None, *, data: Mapping[str, A
         blocked_plugins=tuple(loaded["plugins"]["block"]),
         plugin_config=loaded["plugin_config"],
         partners={pid: Partner(id=pid, name=p["name"], secret_env=p["secret_env"],
-                               scenarios=tuple(p["scenarios"]), enabled=p["enabled"])
+                               scenarios=tuple(p["scenarios"]), enabled=p["enabled"], kind=p["kind"])
                   for pid, p in loaded["partners"].items()},
         scenarios={sid: ScenarioConfig(id=sid, enabled=s["enabled"], methodology=s["methodology"],
                                        versions=tuple(s["versions"]), caps=dict(s["caps"]),

@@ -36,6 +36,23 @@ class Hub:
         self.ledger = Ledger(clock)
         self.pipeline = Pipeline(self)
 
+    def _cap_errors(self, sid: str, conf: Any, mid: str) -> list[tuple[str, str]]:
+        """Config caps that could never apply: looser than the methodology's own
+        (the lower always wins), or per_subject caps with nothing to count by."""
+        versions = [v for v in self.methodologies.versions[mid] if not conf.versions or v.version in conf.versions]
+        errors = []
+        for kind, value in sorted(conf.caps.items()):
+            looser = [v for v in versions if v.caps.get(kind) is not None and value > v.caps[kind]]
+            if looser:
+                v = looser[0]
+                errors.append((f"scenarios.{sid}.caps.{kind}",
+                               f"{value} is looser than {mid} {v.version}'s cap of {v.caps[kind]}; the lower cap "
+                               f"always applies, so lower this one or remove it."))
+            if kind.startswith("per_subject_") and not any(v.cap_subject for v in versions):
+                errors.append((f"scenarios.{sid}.caps.{kind}",
+                               f"{mid} names no cap_subject, so there is nothing to count {kind} by."))
+        return errors
+
     def now(self) -> datetime:
         return self._clock()
 
@@ -57,6 +74,16 @@ class Hub:
                 if v not in known:
                     errors.append((f"scenarios.{sid}.versions", f"{mid} has no version {v!r} "
                                                                 f"(known: {', '.join(sorted(known))})."))
+            errors += self._cap_errors(sid, conf, mid)
+        for partner in self.settings.partners.values():
+            for sid in partner.scenarios:
+                spec = self.registry.scenarios.get(sid)
+                if spec is not None and spec.partner_kinds and partner.kind not in spec.partner_kinds:
+                    kind = f"of kind {partner.kind!r}" if partner.kind else "without a kind"
+                    errors.append((f"partners.{partner.id}.scenarios",
+                                   f"Scenario {sid!r} may be reported only by partners of kind "
+                                   f"{', '.join(spec.partner_kinds)}; {partner.id!r} is {kind} "
+                                   f"(set partners.{partner.id}.kind)."))
         if errors:
             raise ConfigError(self.settings.source, errors)
 

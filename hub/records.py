@@ -26,7 +26,10 @@ class ScenarioSpec:
     ``id`` is unique across all plugins (a duplicate stops the hub at start-up).
     ``methodology`` names the methodology id used unless the bank's config picks
     another one; ``unit`` is the unit of ``Behaviour.quantity`` (e.g. ``pkm``,
-    ``statement``).
+    ``statement``). ``partner_kinds``, when not empty, are the partner kinds
+    (config ``partners.<id>.kind``) that may report the scenario, e.g.
+    ``("metro_operator", "payment_network")``: the hub refuses to start when the
+    bank binds the scenario to a partner of another kind.
     """
 
     id: str
@@ -34,6 +37,7 @@ class ScenarioSpec:
     methodology: str
     unit: str
     description: str = ""
+    partner_kinds: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from hub.hookspecs import hookimpl
 from hub.records import Behaviour, ScenarioSpec, fingerprint
 
 SHANGHAI = timezone(timedelta(hours=8))
-LAB_SCENARIO = "bike"
+LAB_SCENARIO = "labride"
 # Evidence the metro methodology asks for; the lab plugin reuses that methodology.
 METRO_EVIDENCE = {"city": "shenzhen", "entry_station": "A", "exit_station": "B"}
 
@@ -39,16 +39,16 @@ def plugin_module(name: str, *, api: str | None = "1.0", **hooks: Callable[..., 
 
 
 def lab_plugin(name: str = "lab") -> types.ModuleType:
-    """A plugin owning scenario ``bike`` whose records say what to return.
+    """A plugin owning scenario ``labride`` whose records say what to return.
 
-    It counts ``bike`` with the metro methodology (unit ``pkm``). The payload
+    It counts ``labride`` with the metro methodology (unit ``pkm``). The payload
     steers the plugin, so one partner can produce every outcome of the gate:
 
     - ``{"raise": true}`` raises an unexpected error, unless ``module.fixed``;
       so does its reward rule for a behaviour with the attribute ``reward_crash``;
     - ``{"skip": true}`` returns None, ``{"empty": true}`` an empty list,
       ``{"garbage": true}`` something that is not a behaviour;
-    - otherwise one behaviour: ``scenario`` (default ``bike``), ``account_id``,
+    - otherwise one behaviour: ``scenario`` (default ``labride``), ``account_id``,
       ``event_id``, ``occurred_at`` (ISO text, may be naive), ``quantity``,
       ``unit`` (default ``pkm``), ``attributes`` (default: the metro evidence).
     """

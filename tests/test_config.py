@@ -86,7 +86,7 @@ def test_config_file_from_the_environment_variable(tmp_path, monkeypatch):
 @pytest.mark.parametrize("replace,key,message", [
     pytest.param(('timezone = "Asia/Shanghai"', 'timezone = "Asia/Shanghai"\ncolour = "green"'), "hub.colour",
                  "Unknown field.", id="unknown-key"),
-    pytest.param(("[partners.szmetro]", "[partners.szmetro]\nkind = 'metro'"), "partners.szmetro.kind",
+    pytest.param(("[partners.szmetro]", "[partners.szmetro]\ncolour = 'red'"), "partners.szmetro.colour",
                  "Unknown field.", id="unknown-nested-key"),
     pytest.param(("per_day_g = 3000", "per_week_g = 3000"), "scenarios.metro.caps.per_week_g", "Unknown field.",
                  id="unknown-cap"),
@@ -105,8 +105,8 @@ def test_config_file_from_the_environment_variable(tmp_path, monkeypatch):
                  id="bad-env-var-name"),
     pytest.param(('key_env = "CARBONHUB_KEY_APP"', 'key_env = "1KEY"'), "api_keys.app.key_env",
                  "Must be an environment variable name (A-Z, 0-9, _).", id="env-var-starting-with-digit"),
-    pytest.param(('scenarios = ["metro"]', 'scenarios = ["metro", "bike"]'), "partners.szmetro.scenarios",
-                 "Scenario 'bike' is not configured under [scenarios].", id="partner-unconfigured-scenario"),
+    pytest.param(('scenarios = ["metro"]', 'scenarios = ["metro", "labride"]'), "partners.szmetro.scenarios",
+                 "Scenario 'labride' is not configured under [scenarios].", id="partner-unconfigured-scenario"),
     pytest.param(('timezone = "Asia/Shanghai"', 'timezone = "Mars/Olympus_Mons"'), "hub.timezone",
                  "Unknown time zone 'Mars/Olympus_Mons'.", id="bad-timezone"),
     pytest.param(('name = "Shenzhen Metro"\n', ""), "partners.szmetro.name", "Missing data for required field.",
@@ -218,8 +218,9 @@ def test_unknown_methodology_version_stops_the_hub(config_data, database_url):
     settings = load_settings(data=config_data, environ=dict(SECRETS))
     with pytest.raises(ConfigError) as exc:
         Hub(settings, database_url=database_url)
-    assert exc.value.errors == [("scenarios.metro.versions", "metro-avoided-car has no version '2030.1' "
-                                                             "(known: 2021.1).")]
+    ((key, message),) = exc.value.errors
+    assert key == "scenarios.metro.versions"
+    assert message.startswith("metro-avoided-car has no version '2030.1' (known: 2021.1")
 
 
 def test_scenario_no_plugin_registers_stops_the_hub(config_data, database_url):
@@ -229,7 +230,7 @@ def test_scenario_no_plugin_registers_stops_the_hub(config_data, database_url):
         Hub(settings, database_url=database_url)
     assert exc.value.errors == [("scenarios.ferry", "No plugin registers scenario 'ferry'.")]
     # The same section starts the hub once a plugin registers the scenario.
-    config_data["scenarios"]["bike"] = config_data["scenarios"].pop("ferry")
+    config_data["scenarios"]["labride"] = config_data["scenarios"].pop("ferry")
     Hub(load_settings(data=config_data, environ=dict(SECRETS)), database_url=database_url,
         extra_plugins=[lab_plugin()])
 
@@ -238,3 +239,53 @@ def test_approved_versions_restrict_the_methodology(config_data, database_url):
     config_data["scenarios"]["metro"]["versions"] = ["2021.1"]
     h = Hub(load_settings(data=config_data, environ=dict(SECRETS)), database_url=database_url)
     assert h.scenario_view("metro")["methodology"]["approved_versions"] == ["2021.1"]
+
+
+def test_config_cap_looser_than_the_methodology_stops_the_hub(config_data, database_url):
+    # metro-avoided-car 2021.1 allows 10 rides a day; 12 could never apply.
+    config_data["scenarios"]["metro"]["caps"]["per_day_count"] = 12
+    settings = load_settings(data=config_data, environ=dict(SECRETS))
+    with pytest.raises(ConfigError) as exc:
+        Hub(settings, database_url=database_url)
+    assert [key for key, _ in exc.value.errors] == ["scenarios.metro.caps.per_day_count"]
+    assert "12 is looser than metro-avoided-car 2021.1's cap of 10" in exc.value.errors[0][1]
+    # Equal or tighter is what the bank may do.
+    config_data["scenarios"]["metro"]["caps"]["per_day_count"] = 10
+    Hub(load_settings(data=config_data, environ=dict(SECRETS)), database_url=database_url)
+
+
+def test_subject_caps_need_a_methodology_that_counts_by_a_subject(config_data, database_url):
+    config_data["scenarios"]["estatement"]["caps"]["per_subject_month_count"] = 1
+    settings = load_settings(data=config_data, environ=dict(SECRETS))
+    with pytest.raises(ConfigError) as exc:
+        Hub(settings, database_url=database_url)
+    assert exc.value.errors == [("scenarios.estatement.caps.per_subject_month_count",
+                                 "estatement-paperless names no cap_subject, so there is nothing to count "
+                                 "per_subject_month_count by.")]
+
+
+def test_partner_of_a_kind_the_scenario_does_not_accept_stops_the_hub(config_data, database_url):
+    from plugin_helpers import plugin_module
+
+    from hub.records import ScenarioSpec
+
+    only_banks = plugin_module("bank_only", carbonhub_register_scenarios=lambda ctx: [
+        ScenarioSpec(id="labride", title="Bank-only test scenario", methodology="metro-avoided-car", unit="pkm",
+                     partner_kinds=("bank",))])
+    config_data["scenarios"]["labride"] = {}
+    config_data["partners"]["szmetro"]["scenarios"] = ["metro", "labride"]
+    config_data["partners"]["szmetro"]["kind"] = "metro_operator"
+    config_data["partners"]["cardcentre"]["scenarios"] = ["estatement", "labride"]
+    settings = load_settings(data=config_data, environ=dict(SECRETS))
+    with pytest.raises(ConfigError) as exc:
+        Hub(settings, database_url=database_url, extra_plugins=[only_banks])
+    assert exc.value.errors == [
+        ("partners.szmetro.scenarios", "Scenario 'labride' may be reported only by partners of kind bank; "
+                                       "'szmetro' is of kind 'metro_operator' (set partners.szmetro.kind)."),
+        ("partners.cardcentre.scenarios", "Scenario 'labride' may be reported only by partners of kind bank; "
+                                          "'cardcentre' is without a kind (set partners.cardcentre.kind).")]
+    config_data["partners"]["szmetro"]["scenarios"] = ["metro"]
+    config_data["partners"]["cardcentre"]["kind"] = "bank"
+    hub = Hub(load_settings(data=config_data, environ=dict(SECRETS)), database_url=database_url,
+              extra_plugins=[only_banks])
+    assert hub.settings.effective()["partners"]["cardcentre"]["kind"] == "bank"
