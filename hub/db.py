@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import orjson
 import peewee as pw
 from playhouse.db_url import connect as url_connect
 
@@ -32,11 +33,19 @@ def json_default(value: Any) -> Any:
 # One encoder for every call: json.dumps with non-default options builds a new
 # JSONEncoder each time, which costs more than encoding a small record.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=json_default, ensure_ascii=False)
+# orjson writes the same text ten times faster. Datetimes and subclasses go
+# through json_default so they come out exactly as the stdlib encoder writes them.
+_ORJSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
 
 
 def canonical_json(value: Any) -> str:
-    """Deterministic JSON: sorted keys, no spaces, Decimals as strings."""
-    return _CANONICAL.encode(value)
+    """Deterministic JSON: sorted keys, no spaces, Decimals as strings, UTF-8 text unescaped."""
+    try:
+        return orjson.dumps(value, default=json_default, option=_ORJSON_OPTIONS).decode("utf-8")
+    except TypeError:
+        # What orjson refuses (integers over 64 bits, non-string keys, a subclass
+        # json_default does not know): the standard encoder decides.
+        return _CANONICAL.encode(value)
 
 
 class JSONText(pw.TextField):
@@ -54,6 +63,15 @@ def to_db(dt: datetime) -> datetime:
     if dt.tzinfo is None:
         raise ValueError("naive datetime given; use timezone-aware datetimes")
     return dt.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def sql_time(dt: datetime) -> str:
+    """Aware datetime -> the text both drivers store for a naive UTC datetime.
+
+    Bulk inserts pass this instead of a datetime: the same text sqlite3's
+    adapter and COPY would write, formatted once per chunk instead of per row.
+    """
+    return to_db(dt).isoformat(" ")
 
 
 def from_db(dt: datetime | None) -> datetime | None:

@@ -535,10 +535,11 @@ class Pipeline:
         if not caps:
             return grams, [], None
         used = {}
+        zero = (0, 0)
         for label, period in (("day", item.day), ("month", item.month)):
             key = (b.account_id, b.scenario, period)
-            g, n = usage.get(key, (0, 0))
-            d = delta.get(key, (0, 0))
+            g, n = usage.get(key, zero)
+            d = delta.get(key, zero) if key in delta else zero  # delta is a defaultdict: do not grow it
             used[label] = (g + d[0], n + d[1])
         applied: list[dict] = []
         for label in ("day", "month"):
@@ -609,7 +610,7 @@ class Pipeline:
                          methodology=f"{item.version.id}@{item.version.version}")
 
     def _write_rows(self, partner_id: str, recs: list[_Rec], source: str, batch_id: str, now: datetime) -> None:
-        when = db.to_db(now)
+        when = db.sql_time(now)
         inbox_new, inbox_old, behaviours, receipts = [], [], [], []
         factor_cache: dict[tuple[str, str], str] = {}
         for rec in recs:
@@ -624,7 +625,7 @@ class Pipeline:
                                   problem.as_dict() if problem else None))
             else:
                 inbox_new.append((rec.inbox_id, partner_id, batch_id, source,
-                                  when if rec.received_at is now else db.to_db(rec.received_at),
+                                  when if rec.received_at is now else db.sql_time(rec.received_at),
                                   canonical_json(rec.payload),
                                   str(event_id)[:128] if event_id is not None else None, status,
                                   problem.code if problem else None, detail, 1, when))
@@ -633,7 +634,7 @@ class Pipeline:
                 accepted = out.status == ACCEPTED
                 item_detail = (canonical_json({"code": out.reason, "message": out.message, "field": out.field})
                                if out.reason else None)
-                occurred = db.to_db(b.occurred_at) if b.occurred_at.tzinfo else None
+                occurred = db.sql_time(b.occurred_at) if b.occurred_at.tzinfo else None
                 behaviours.append((out.id, rec.inbox_id, partner_id, b.scenario, b.account_id, str(b.event_id)[:128],
                                    f"{partner_id}:{b.event_id}" if accepted else None, b.fingerprint,
                                    b.fingerprint if accepted else None, occurred, str(b.quantity), b.unit,
@@ -654,7 +655,7 @@ class Pipeline:
                                      "status", "reason", "detail", "attempts", "updated_at"), inbox_new)
         for inbox_id, status, reason, detail in inbox_old:
             (InboxRecord.update(status=status, reason=reason, detail=detail,
-                                attempts=InboxRecord.attempts + 1, updated_at=when)
+                                attempts=InboxRecord.attempts + 1, updated_at=db.to_db(now))
              .where(InboxRecord.id == inbox_id).execute())
         db.bulk_insert(BehaviourRow, ("id", "inbox_id", "partner", "scenario", "account", "event_id", "event_key",
                                       "fingerprint", "credit_fingerprint", "occurred_at", "quantity", "unit",

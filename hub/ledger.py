@@ -162,6 +162,7 @@ class Ledger:
 
         created_at = db.to_db(self._clock())
         created = db.from_db(created_at)
+        created_text = created_at.isoformat(" ")  # as stored (db.sql_time), formatted once per call
         seq, prev = head.seq, head.hash
         tx_rows, posting_rows, deltas = [], [], defaultdict(int)
         out: list[tuple[TransactionRecord, bool]] = []
@@ -177,7 +178,7 @@ class Ledger:
             seq += 1
             digest = chain_hash(prev, seq, req.key, req.kind, content, created_at)
             tx_rows.append((seq, req.key, req.kind, content, req.methodology, canonical_json(req.memo),
-                            req.reverses, created_at, prev, digest))
+                            req.reverses, created_text, prev, digest))
             for p in req.postings:
                 posting_rows.append((seq, p.account, p.unit, p.amount))
                 deltas[(p.account, p.unit)] += p.amount

@@ -17,6 +17,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 def text(payload: Mapping[str, Any], name: str, *, max_length: int = 128, required: bool = True) -> str | None:
     value = payload.get(name)
+    if type(value) is str and value and len(value) <= max_length and value.isprintable():
+        return value  # the common case; isprintable() is False for every control character
     if value is None or value == "":
         if required:
             raise RecordError("invalid_record", f"{name} is required.", name)
