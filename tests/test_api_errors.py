@@ -97,7 +97,8 @@ def test_auth_comes_before_validation(client):
 # --- request bodies ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("raw", [b"{oops", b'{"bank_ref": "c1",}', b"\xff\xfe\x00", b"'single'"])
+@pytest.mark.parametrize("raw", [b"{oops", b'{"bank_ref": "c1",}', b"\xff\xfe\x00", b"'single'",
+                                 b'{"bank_ref": NaN}', b'{"bank_ref": -Infinity}'])
 def test_malformed_json_is_400(client, raw):
     response = client.post("/v1/accounts", data=raw, headers={**auth(), "Content-Type": "application/json"})
     assert response.status_code == 400

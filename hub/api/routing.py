@@ -59,6 +59,11 @@ def _depth_exceeds(value: Any, limit: int) -> bool:
     return False
 
 
+def _not_json(name: str) -> Any:
+    # Python's parser accepts NaN and Infinity; JSON (and the stored canonical text) has no such numbers.
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def load_json_body() -> Any:
     """The request body as JSON; an empty body is ``{}``.
 
@@ -69,7 +74,7 @@ def load_json_body() -> Any:
         return {}
     too_deep = ApiError(400, "malformed_json", f"The body nests deeper than {MAX_DEPTH} levels.")
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_not_json)
     except ValueError as exc:  # includes UnicodeDecodeError
         raise ApiError(400, "malformed_json", f"The body is not valid JSON: {exc}") from None
     except RecursionError:
