@@ -7,12 +7,24 @@ Native record (one ride, as the operator's gate system reports it)::
      "entry_at": "2026-11-20T08:01:00+08:00", "exit_at": "2026-11-20T08:40:00+08:00",
      "distance_km": "18.6"}
 
+A card network that paid the fare (a bank card tapped at the gate) reports the
+same ride as a transit transaction, with its own id and the trip data the
+operator passed along; ``mode`` tells metro from bus::
+
+    {"txn_id": "UPT-20261120-88410023", "account_id": "acc_…", "card_token": "tok_9f2c…",
+     "mode": "metro", "merchant": "Shenzhen Metro", "amount": "6.00",
+     "city": "shenzhen", "line": "1", "entry_station": "Luohu", "exit_station": "Shijie Zhichuang",
+     "entry_at": "2026-11-20T00:01:05Z", "exit_at": "2026-11-20T00:40:12Z", "distance_km": "18.6"}
+
+Both give the same fingerprint, so the ride is credited once. The city picks
+the factor set (methodology ``metro-avoided-car`` 2026.1, family ``by_city``).
 See ``docs/scenarios/metro.md`` for the methodology and rejection rules.
 """
 from __future__ import annotations
 
 from datetime import timezone
 from decimal import Decimal
+from typing import Any, Mapping
 
 from hub import parsing
 from hub.hookspecs import hookimpl
@@ -23,12 +35,14 @@ CARBONHUB_API = "1.0"
 SCENARIO = "metro"
 MAX_RIDE_KM = Decimal(100)  # longer than any single metro ride in China
 MAX_SPEED_KMH = Decimal(120)  # faster than any metro line, including airport express
+PAYMENT_MODE = "metro"  # ``mode`` of a card network's transit transaction that paid a metro fare
 
 
 @hookimpl
 def carbonhub_register_scenarios(ctx):
     return [ScenarioSpec(id=SCENARIO, title="Metro rides", methodology="metro-avoided-car", unit="pkm",
-                         description="Rides on the metro instead of by car, per passenger-km.")]
+                         description="Rides on the metro instead of by car, per passenger-km.",
+                         partner_kinds=("metro_operator", "payment_network"))]
 
 
 @hookimpl
@@ -41,6 +55,16 @@ def carbonhub_normalize_record(ctx, record):
     if SCENARIO not in record.scenarios:
         return None
     p = record.payload
+    if "txn_id" in p:  # a card network's transit transaction: ours only when it paid a metro fare
+        mode = p.get("mode")
+        return [_ride(p, "txn_id")] if isinstance(mode, str) and mode.lower() == PAYMENT_MODE else None
+    if "ride_id" not in p and len(record.scenarios) > 1:
+        return None  # a partner of several scenarios: a record without a ride id is another plugin's
+    return [_ride(p, "ride_id")]
+
+
+def _ride(p: Mapping[str, Any], id_field: str) -> Behaviour:
+    """A ride from the operator's record (``ride_id``) or a card network's (``txn_id``)."""
     entry_at = parsing.timestamp(p, "entry_at")
     exit_at = parsing.timestamp(p, "exit_at")
     if exit_at <= entry_at:
@@ -48,10 +72,10 @@ def carbonhub_normalize_record(ctx, record):
     city = parsing.text(p, "city", max_length=40).lower()
     card = parsing.text(p, "card_token")
     entry_station = parsing.text(p, "entry_station")
-    return [Behaviour(
+    return Behaviour(
         scenario=SCENARIO,
         account_id=parsing.text(p, "account_id", max_length=40),
-        event_id=parsing.text(p, "ride_id"),
+        event_id=parsing.text(p, id_field),
         # The real act: this card entering this station at this minute, whoever reports it.
         # UTC minute, so an operator reporting +08:00 and a card network reporting Z agree.
         fingerprint=fingerprint(SCENARIO, city, card, entry_station,
@@ -62,7 +86,7 @@ def carbonhub_normalize_record(ctx, record):
         attributes={"city": city, "line": parsing.text(p, "line", required=False),
                     "entry_station": entry_station, "exit_station": parsing.text(p, "exit_station"),
                     "seconds": int((exit_at - entry_at).total_seconds())},
-    )]
+    )
 
 
 @hookimpl
