@@ -121,6 +121,10 @@ def config_check(ctx: click.Context) -> None:
              + [k.key_env for k in hub.settings.api_keys.values()] if hub.settings.secret(n) is None]
     if unset:
         click.echo(f"warning: unset secrets (those partners/keys are inactive): {', '.join(unset)}", err=True)
+    unchecked = hub.unchecked_partners()
+    if unchecked:
+        click.echo(f"warning: partners without a kind, so not checked against their scenarios' partner kinds: "
+                   f"{', '.join(unchecked)} (set partners.<id>.kind)", err=True)
     click.echo("config ok", err=True)
 
 

@@ -53,6 +53,11 @@ class Hub:
                                f"{mid} names no cap_subject, so there is nothing to count {kind} by."))
         return errors
 
+    def unchecked_partners(self) -> list[str]:
+        """Partners with no ``kind`` that report a scenario accepting only some kinds."""
+        return sorted(p.id for p in self.settings.partners.values() if p.kind is None and any(
+            self.registry.scenarios[s].partner_kinds for s in p.scenarios if s in self.registry.scenarios))
+
     def now(self) -> datetime:
         return self._clock()
 
@@ -78,12 +83,12 @@ class Hub:
         for partner in self.settings.partners.values():
             for sid in partner.scenarios:
                 spec = self.registry.scenarios.get(sid)
-                if spec is not None and spec.partner_kinds and partner.kind not in spec.partner_kinds:
-                    kind = f"of kind {partner.kind!r}" if partner.kind else "without a kind"
+                # A partner without a kind is not checked (config check warns about it).
+                if spec is not None and spec.partner_kinds and partner.kind is not None \
+                        and partner.kind not in spec.partner_kinds:
                     errors.append((f"partners.{partner.id}.scenarios",
                                    f"Scenario {sid!r} may be reported only by partners of kind "
-                                   f"{', '.join(spec.partner_kinds)}; {partner.id!r} is {kind} "
-                                   f"(set partners.{partner.id}.kind)."))
+                                   f"{', '.join(spec.partner_kinds)}; {partner.id!r} is of kind {partner.kind!r}."))
         if errors:
             raise ConfigError(self.settings.source, errors)
 

@@ -31,9 +31,10 @@ SECRETS = {
 BASE_CONFIG = {
     "hub": {"timezone": "Asia/Shanghai", "max_batch_records": 50, "secrets_file": "/nonexistent/secrets.env"},
     "partners": {
-        "szmetro": {"name": "Shenzhen Metro", "secret_env": "CARBONHUB_SECRET_SZMETRO", "scenarios": ["metro"]},
+        "szmetro": {"name": "Shenzhen Metro", "secret_env": "CARBONHUB_SECRET_SZMETRO", "scenarios": ["metro"],
+                    "kind": "metro_operator"},
         "cardcentre": {"name": "Card Centre", "secret_env": "CARBONHUB_SECRET_CARDCENTRE",
-                       "scenarios": ["estatement"]},
+                       "scenarios": ["estatement"], "kind": "bank"},
     },
     "scenarios": {
         "metro": {"methodology": "metro-avoided-car",

@@ -155,12 +155,19 @@ def test_methodologies_list_every_version_with_sources(client):
     response = client.get("/v1/methodologies")
     assert response.status_code == 200
     by_id = {m["id"]: m for m in response.get_json()}
-    assert set(by_id) == {"metro-avoided-car", "estatement-paperless"}
+    # Every installed plugin's methodologies are listed, enabled or not; "scenarios" says which are in use.
+    assert {"metro-avoided-car", "estatement-paperless", "bus-avoided-car"} <= set(by_id)
+    assert by_id["bus-avoided-car"]["scenarios"] == []  # the test config does not enable bus
     metro = by_id["metro-avoided-car"]
     assert metro["scenarios"] == ["metro"]
-    (version,) = metro["versions"]
-    assert version["version"] == "2021.1" and version["in_force_today"] is True
+    versions = {v["version"]: v for v in metro["versions"]}
+    version = versions["2021.1"]
+    assert version["in_force_today"] is True
     assert version["effective_from"] == "2021-01-01" and version["effective_to"] is None
+    # A later document ends the open-ended one without editing it.
+    later = [v for v in metro["versions"] if v["effective_from"] > "2021-01-01"]
+    assert version["superseded_on"] == min((v["effective_from"] for v in later), default=None)
+    assert sum(v["in_force_today"] for v in metro["versions"]) == 1
     assert version["factors"]["baseline"]["value"] == "46.8"
     assert version["factors"]["baseline"]["unit"] == "gCO2e/pkm"
     assert "Shenzhen" in version["factors"]["baseline"]["source"]
@@ -171,8 +178,8 @@ def test_methodologies_list_every_version_with_sources(client):
 
 def test_in_force_today_follows_the_clock(client, clock):
     clock.current = datetime(2020, 6, 1, tzinfo=timezone.utc)  # before the 2021 document took effect
-    (version,) = client.get("/v1/methodologies/metro-avoided-car").get_json()["versions"]
-    assert version["in_force_today"] is False
+    versions = client.get("/v1/methodologies/metro-avoided-car").get_json()["versions"]
+    assert versions and not any(v["in_force_today"] for v in versions)
 
 
 def test_unknown_methodology_is_404(client):

@@ -18,7 +18,7 @@ from conftest import SECRETS
 from plugin_helpers import plugin_module
 
 from hub import db
-from hub.config import load_settings
+from hub.config import ConfigError, load_settings
 from hub.core import Hub
 from hub.db import InboxRecord, UsageCounter
 from hub.methodology import MethodologyError, MethodologyRegistry
@@ -163,10 +163,11 @@ def test_missing_subject_attribute_is_missing_evidence(make_hub):
 
 
 def test_bank_config_can_add_a_daily_subject_cap_but_not_loosen_the_monthly_one(make_hub):
-    hub = make_hub(caps={"per_subject_day_count": 1, "per_subject_month_count": 5})
+    with pytest.raises(ConfigError, match="per_subject_month_count: 5 is looser than bills-test 2022.1's cap of 1"):
+        make_hub(caps={"per_subject_month_count": 5})
+    hub = make_hub(caps={"per_subject_day_count": 1})
     a, b = member(hub, "a"), member(hub, "b")
     result = hub.pipeline.ingest("biller", [payment(a, "P1", 3), payment(b, "P2", 4)])
-    # The document's 1 a month wins over the config's 5.
     assert [v[1] for v in verdicts(result)] == [None, "cap_reached"]
     view = hub.scenario_view("bills")
     assert view["caps"] == {"per_month_count": 10, "per_subject_month_count": 1, "per_subject_day_count": 1}

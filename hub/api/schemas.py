@@ -353,6 +353,8 @@ class MethodologyVersionSchema(Schema):
     reviewed_on = _date_text(required=True)
     effective_from = _date_text(required=True)
     effective_to = _date_text(allow_none=True, required=True)
+    superseded_on = fields.String(allow_none=True, required=True, metadata={
+        "format": "date", "description": "The next version's effective_from, which ends an open-ended version."})
     in_force_today = fields.Boolean(required=True, metadata={"description": "In force on today's date in the "
                                                                             "bank's time zone."})
     quantity_unit = fields.String(required=True)
