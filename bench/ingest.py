@@ -152,20 +152,62 @@ class RideStream:
 
 
 def open_accounts(accounts: int, no_consent: int, opened_at: datetime, granted_at: datetime,
-                  page: int = 5000) -> None:
-    """Open accounts in bulk: ``accounts`` with metro consent granted at ``granted_at``,
-    then ``no_consent`` more that never granted it."""
+                  page: int = 5000, scenarios: tuple[str, ...] = (SCENARIO,)) -> None:
+    """Open accounts in bulk: ``accounts`` with consent to ``scenarios`` granted at
+    ``granted_at``, then ``no_consent`` more that never granted it."""
     when, grant = db.to_db(opened_at), db.to_db(granted_at)
     for start in range(0, accounts + no_consent, page):
         ids = range(start, min(start + page, accounts + no_consent))
         with db.database.atomic():
             db.bulk_insert(db.Account, ("id", "bank_ref", "opened_at", "status"),
                            [(account_id(n), f"bench-customer-{n}", when, "open") for n in ids])
-            consenting = [n for n in ids if n < accounts]
+            consenting = [(n, s) for n in ids if n < accounts for s in scenarios]
             db.bulk_insert(db.Consent, ("account", "scenario", "granted", "updated_at"),
-                           [(account_id(n), SCENARIO, True, grant) for n in consenting])
+                           [(account_id(n), s, True, grant) for n, s in consenting])
             db.bulk_insert(db.ConsentEvent, ("account", "scenario", "action", "at", "source"),
-                           [(account_id(n), SCENARIO, "grant", grant, "bench") for n in consenting])
+                           [(account_id(n), s, "grant", grant, "bench") for n, s in consenting])
+
+
+MIX_NOW = datetime(2027, 1, 1, 4, 0, tzinfo=timezone.utc)  # after every good sample's date
+
+
+def run_mix(settings: Any, url: str, records: int, accounts: int) -> dict[str, Any]:
+    """Every scenario's samples (``bench/mix.py``) through the pipeline on a fresh database."""
+    from bench.mix import partner_streams
+
+    if not url.startswith("sqlite:///"):
+        db.bind(url)
+        db.drop_schema()
+        db.database.close()
+    hub = Hub(settings, clock=FixedClock(MIX_NOW), database_url=url)
+    hub.init_db()
+    open_accounts(accounts, 0, datetime(2019, 12, 1, tzinfo=LOCAL), datetime(2020, 1, 1, tzinfo=LOCAL),
+                  scenarios=tuple(hub.enabled_scenarios()))
+    streams = partner_streams(records, [account_id(n) for n in range(accounts)])
+    counts, reasons, grams = Counter(), Counter(), 0
+    t0 = time.perf_counter()
+    for partner, _, stream in streams:
+        result = hub.pipeline.ingest(partner, stream, source="batch", keep_results=False)
+        counts.update(result.counts)
+        reasons.update(result.reasons)
+        grams += result.grams
+    elapsed = time.perf_counter() - t0
+    report = verify()
+    credited = db.Behaviour.select().where(db.Behaviour.status == "accepted")
+    issued = -sum(hub.ledger.balance(f"@issuer:{s}", "g") for s in hub.enabled_scenarios())
+    problems = []
+    for name, got, want in (("records", sum(counts.values()), records),
+                            ("inbox records", db.InboxRecord.select().count(), records),
+                            ("ledger transactions", db.LedgerTransaction.select().count(), credited.count()),
+                            ("grams issued", issued, grams)):
+        if got != want:
+            problems.append(f"mix {name}: {got}, expected {want}")
+    if not report.ok:
+        problems += [f"mix ledger verify: {p}" for p in report.problems[:5]]
+    db.database.close()
+    return {"records": records, "partners": len(streams), "seconds": round(elapsed, 2),
+            "records_per_s": round(records / elapsed), "counts": dict(counts),
+            "top_reasons": dict(reasons.most_common(8)), "grams": grams, "problems": problems}
 
 
 def chunked(stream: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
@@ -364,6 +406,9 @@ def run(args: argparse.Namespace) -> int:
         t_base, c_base = time.perf_counter() - t0, time.process_time() - c0
         if base_rows != n:
             problems.append(f"baseline inserted {base_rows} rows, expected {n}")
+        mix = run_mix(settings, url if postgres else f"sqlite:///{tmp}/mix.db", n, accounts) if args.mix else None
+        if mix:
+            problems += mix["problems"]
 
     rate, base_rate = n / t_ingest, n / t_base
     figures = {
@@ -380,6 +425,7 @@ def run(args: argparse.Namespace) -> int:
         "peak_rss_mb": round(rss_peak, 1), "rss_before_ingest_mb": round(rss_before, 1),
         "tracemalloc_peak_mb": round(heap_peak, 1) if heap_peak is not None else None,
         "breakdown_s": {label: round(t, 2) for label, t in stages} if stages else None,
+        "mix": mix, "mix_to_metro": round(mix["records_per_s"] / rate, 3) if mix else None,
         "problems": problems,
     }
     if args.json:
@@ -412,6 +458,12 @@ def print_report(f: dict[str, Any]) -> None:
         total = sum(f["breakdown_s"].values())
         for label, t in f["breakdown_s"].items():
             print(f"    {label:53s} {t:7.2f} s {100 * t / total:5.1f} %  {1e6 * t / f['records']:6.1f} us/record")
+    if f["mix"]:
+        m = f["mix"]
+        print(f"  mixed batch        {m['records_per_s']:>9,} records/s  ({m['records']:,} samples of every scenario "
+              f"from {m['partners']} partners, {m['seconds']} s)")
+        print(f"  mix / metro        {f['mix_to_metro']:>9}   (same run; {m['counts']})")
+        print(f"  mix reasons        {m['top_reasons']}")
     for p in f["problems"]:
         print(f"  FAILED: {p}")
     if not f["problems"]:
@@ -435,6 +487,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--breakdown", action="store_true",
                         help="also report where ingestion time goes, stage by stage")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--mix", action="store_true",
+                        help="also run as many records from every scenario's samples (bench/mix.py) "
+                             "on a fresh database and compare with the metro-only rate")
     args = parser.parse_args(argv)
     if args.records < 1 or args.accounts < 1 or args.chunk < 1:
         parser.error("--records, --accounts and --chunk must be positive")
