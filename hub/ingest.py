@@ -32,7 +32,7 @@ from .ledger import TxRequest, user_carbon, user_points
 from .methodology import ALL_CAP_KINDS, MethodologyVersion
 from .plugins import Impl, call_each, hookimpls
 from .records import (ACCEPTED, DUPLICATE, REJECTED, Behaviour, PointGrant, PostingRecord, Problem,
-                      RawRecord, RecordError, Reduction)
+                      RawRecord, RecordError, Reduction, redacted)
 
 if TYPE_CHECKING:
     from .core import Hub
@@ -161,6 +161,7 @@ class _Rec:
     problem: Problem | None = None
     items: list[_Item] = dc_field(default_factory=list)
     status: str | None = None  # record_status(), once the gate is done
+    redact: tuple[str, ...] = ()  # payload fields the plugin said must not be stored (RecordError.redact)
 
 
 @dataclass
@@ -230,7 +231,8 @@ class Pipeline:
             query = query.where(InboxRecord.id.in_(list(ids)))
         if limit:
             query = query.limit(limit)
-        rows = list(query)
+        # A record stored with redacted fields cannot become valid: the partner resends it.
+        rows = [row for row in query if not (row.detail or {}).get("redacted")]
         result = BatchResult(batch_id=new_id("rpl"))
         by_partner: dict[str, list[InboxRecord]] = defaultdict(list)
         for row in rows:
@@ -279,7 +281,7 @@ class Pipeline:
             try:
                 behaviours = normalize(ctx=ctx, record=raw)
             except RecordError as exc:
-                rec.problem = exc.problem
+                rec.problem, rec.redact = exc.problem, exc.redact
                 continue
             except Exception as exc:  # a plugin bug must not lose the record
                 log.exception("normalize failed for partner %s", partner_id)
@@ -619,14 +621,17 @@ class Pipeline:
                                            for i in rec.items if i.outcome.status == status and i.outcome.reason),
                                           None)
             event_id = rec.items[0].behaviour.event_id if rec.items else _payload_event_id(rec.payload)
-            detail = canonical_json(problem.as_dict()) if problem else None
+            detail_dict = problem.as_dict() if problem else None
+            if rec.redact and detail_dict is not None:
+                detail_dict["redacted"] = list(rec.redact)  # such a record is never replayed: see replay()
+            detail = canonical_json(detail_dict) if detail_dict is not None else None
             if rec.replay:
-                inbox_old.append((rec.inbox_id, status, problem.code if problem else None,
-                                  problem.as_dict() if problem else None))
+                inbox_old.append((rec.inbox_id, status, problem.code if problem else None, detail_dict,
+                                  redacted(rec.payload, rec.redact) if rec.redact else None))
             else:
                 inbox_new.append((rec.inbox_id, partner_id, batch_id, source,
                                   when if rec.received_at is now else db.sql_time(rec.received_at),
-                                  canonical_json(rec.payload),
+                                  canonical_json(redacted(rec.payload, rec.redact) if rec.redact else rec.payload),
                                   str(event_id)[:128] if event_id is not None else None, status,
                                   problem.code if problem else None, detail, 1, when))
             for item in rec.items:
@@ -653,9 +658,10 @@ class Pipeline:
                                      when))
         db.bulk_insert(InboxRecord, ("id", "partner", "batch_id", "source", "received_at", "payload", "event_id",
                                      "status", "reason", "detail", "attempts", "updated_at"), inbox_new)
-        for inbox_id, status, reason, detail in inbox_old:
+        for inbox_id, status, reason, detail, payload in inbox_old:
+            changes = {"payload": payload} if payload is not None else {}
             (InboxRecord.update(status=status, reason=reason, detail=detail,
-                                attempts=InboxRecord.attempts + 1, updated_at=db.to_db(now))
+                                attempts=InboxRecord.attempts + 1, updated_at=db.to_db(now), **changes)
              .where(InboxRecord.id == inbox_id).execute())
         db.bulk_insert(BehaviourRow, ("id", "inbox_id", "partner", "scenario", "account", "event_id", "event_key",
                                       "fingerprint", "credit_fingerprint", "occurred_at", "quantity", "unit",

@@ -136,12 +136,44 @@ class RecordError(Exception):
     """Raise from ``carbonhub_normalize_record`` when a native record is unusable.
 
     The record is stored as ``rejected`` with this code, message and field, and
-    can be replayed later.
+    can be replayed later. ``redact`` names fields (dotted paths such as
+    ``card.pan`` or ``items.0.pan``) the hub must not keep: the inbox stores the
+    record with their values replaced by ``"[redacted]"`` (a full card number
+    sent by mistake, say), so such a record is kept, but not its secret.
     """
 
-    def __init__(self, code: str, message: str, field: str | None = None):
+    REDACTED = "[redacted]"
+
+    def __init__(self, code: str, message: str, field: str | None = None, *, redact: tuple[str, ...] = ()):
         super().__init__(message)
         self.problem = Problem(code, message, field)
+        self.redact = tuple(redact)
+
+
+def redacted(payload: Any, paths: tuple[str, ...]) -> Any:
+    """A copy of ``payload`` with the values at ``paths`` (dotted; list items by index) replaced."""
+    if not paths:
+        return payload
+    heads: dict[str, list[str]] = {}
+    for path in paths:
+        head, _, rest = path.partition(".")
+        heads.setdefault(head, []).append(rest)
+    if isinstance(payload, Mapping):
+        items = {str(k): k for k in payload}
+        out = dict(payload)
+        for head, rests in heads.items():
+            if head in items:
+                key = items[head]
+                out[key] = RecordError.REDACTED if "" in rests else redacted(payload[key], tuple(rests))
+        return out
+    if isinstance(payload, (list, tuple)):
+        out_list = list(payload)
+        for head, rests in heads.items():
+            if head.isdigit() and int(head) < len(out_list):
+                i = int(head)
+                out_list[i] = RecordError.REDACTED if "" in rests else redacted(out_list[i], tuple(rests))
+        return out_list
+    return payload
 
 
 @dataclass(frozen=True)

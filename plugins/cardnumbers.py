@@ -69,7 +69,7 @@ def refuse_card_numbers(payload: Mapping[str, Any], *, skip: Collection[str] = (
     names fields the format defines as numbers that are not identifiers (an
     epoch time in milliseconds).
     """
-    for path, value in _walk(payload, ""):
-        if path not in skip and looks_like_pan(value):
-            raise RecordError("pan_not_allowed", f"{path} looks like a full card number; send the card's token "
-                                                 "or reference, never its number.", path)
+    found = [path for path, value in _walk(payload, "") if path not in skip and looks_like_pan(value)]
+    if found:  # the hub keeps the rejected record for the operator, without the numbers
+        raise RecordError("pan_not_allowed", f"{found[0]} looks like a full card number; send the card's token "
+                                             "or reference, never its number.", found[0], redact=tuple(found))

@@ -46,3 +46,13 @@ def test_what_orjson_refuses_falls_back_to_the_standard_encoder():
     assert canonical_json(datetime(2026, 1, 1, 8, tzinfo=timezone(timedelta(hours=8)))) == \
         '"2026-01-01T08:00:00+08:00"'
     assert canonical_json(Decimal("18.60")) == '"18.60"'
+
+
+def test_redacted_replaces_only_the_named_paths():
+    from hub.records import redacted
+
+    payload = {"card": {"pan": "6225880137000007", "ref": "c1"}, "items": [{"pan": "1"}, {"pan": "2"}], "n": 1}
+    out = redacted(payload, ("card.pan", "items.1.pan", "missing.path"))
+    assert out == {"card": {"pan": "[redacted]", "ref": "c1"}, "items": [{"pan": "1"}, {"pan": "[redacted]"}],
+                   "n": 1}
+    assert payload["card"]["pan"] == "6225880137000007"  # the original is untouched
