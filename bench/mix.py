@@ -2,8 +2,9 @@
 
 Each partner's stream repeats its fixtures from ``tests/fixtures/<plugin>/``
 (the same files the scenario tests read) as often as needed: one record in
-twenty is a bad sample, the others good ones. Copy ``k`` of a
-sample goes to account ``k % accounts``, and every identifying field (names
+twenty is a bad sample, the others good ones. Record ``i`` of a stream goes to
+account ``i % accounts`` (consecutive accounts, as in the metro stream), and in
+copy ``k`` of a sample every identifying field (names
 ending in ``_id``, ``_token``, ``_ref``, ``_account``) gets ``-k`` appended,
 so copies are new acts rather than duplicates. Caps, bad samples and acts
 dated after the run's clock still give their rejections: the mix is what a day
@@ -80,4 +81,5 @@ def _stream(good: list[Any], bad: list[Any], count: int, account_ids: list[str])
     for i in range(count):
         recs = bad if bad and i % BAD_EVERY == BAD_EVERY - 1 else good
         k, j = divmod(i, len(recs))
-        yield copy(recs[j], k, account_ids[(i * 7919) % len(account_ids)])
+        # Consecutive accounts, as in the metro stream, so the two rates compare like with like.
+        yield copy(recs[j], k, account_ids[i % len(account_ids)])

@@ -79,10 +79,13 @@ def consents_of(account_id: str) -> tuple[list[Consent], list[ConsentEvent]]:
 class ConsentTimeline:
     """Answers "was consent granted at time t?" for many accounts, from one query."""
 
-    def __init__(self, account_ids: Iterable[str]):
+    def __init__(self, account_ids: Iterable[str], scenarios: Iterable[str] | None = None):
+        """``scenarios``: only those are loaded (a user may have consented to many)."""
         events: dict[tuple[str, str], list[tuple[datetime, bool]]] = defaultdict(list)
+        only = sorted(set(scenarios)) if scenarios is not None else []
+        where = f' AND "scenario" IN ({db.marks(len(only))})' if only else ""
         rows = db.fetch_in('SELECT "account", "scenario", "action", "at" FROM "consent_event" '
-                           'WHERE "account" IN ({marks}) ORDER BY "at", "id"', list(account_ids))
+                           f'WHERE "account" IN ({{marks}}){where} ORDER BY "at", "id"', list(account_ids), only)
         to_python = ConsentEvent.at.python_value  # what peewee would apply to the column
         for account, scenario, action, at in rows:
             events[(account, scenario)].append((db.from_db(to_python(at)), action == GRANT))

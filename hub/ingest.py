@@ -417,7 +417,7 @@ class Pipeline:
         items = [i for r in recs for i in r.items if i.static_problem is None]
         accounts = {i.behaviour.account_id for i in items}
         known_accounts = existing_accounts(accounts)
-        consents = ConsentTimeline(known_accounts)
+        consents = ConsentTimeline(known_accounts, {i.behaviour.scenario for i in items})
         keyed = [i for i in items if i.validity_problem is None]
         event_keys = {f"{partner_id}:{i.behaviour.event_id}" for i in keyed}
         fingerprints = {i.behaviour.fingerprint for i in keyed}
