@@ -101,10 +101,14 @@ def run_demo(hub: Hub) -> dict[str, Any]:
                 continue  # bob never authorised e-statements: his records are rejected no_consent
             hub.set_consent(account, scenario, True, at=since, source="demo")
     results: dict[str, BatchResult] = {}
-    feeds = {"metro": _metro_records, "estatement": _statement_records}
+    # Shenzhen rides from the operator and again from the card network (credited once), statements
+    # from the card centre and again from the app's log. Other partners send nothing in the demo.
+    feeds = {("szmetro", "metro"): _metro_records, ("unionpay", "metro"): _metro_records,
+             ("cardcentre", "estatement"): _statement_records, ("mbank", "estatement"): _statement_records}
     for partner in hub.settings.partners.values():
         for scenario in partner.scenarios:
-            if scenario in feeds and scenario in enabled:
-                results[f"{partner.id}/{scenario}"] = hub.pipeline.ingest(
-                    partner.id, feeds[scenario](accounts, now), source="demo")
+            feed = feeds.get((partner.id, scenario))
+            if feed is not None and scenario in enabled:
+                results[f"{partner.id}/{scenario}"] = hub.pipeline.ingest(partner.id, feed(accounts, now),
+                                                                          source="demo")
     return {"accounts": accounts, "results": {k: r.summary() for k, r in results.items()}, "keys": keys}
