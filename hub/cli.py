@@ -201,6 +201,36 @@ def ledger_reverse(ctx: click.Context, seq: int, reason: str) -> None:
 
 
 @main.command()
+@click.option("--exchange", required=True, help="An exchange under [aggregation.exchanges].")
+@click.option("--period", metavar="YYYY-MM", help="The month of the acts (bank time zone); default: last month.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
+@click.pass_context
+def aggregate(ctx: click.Context, exchange: str, period: str | None, as_json: bool) -> None:
+    """Pool a month of users' reductions for a carbon exchange and write its report (safe to repeat)."""
+    from .aggregation import aggregate as run, parse_period, previous_period
+    from .ledger import LedgerError
+
+    hub = _hub(ctx)
+    period = period or previous_period(hub.now(), hub.settings.timezone)
+    try:
+        parse_period(period)
+        result, created = run(hub, exchange, period)
+    except ValueError as exc:
+        _fail(f"error: --period: {exc}")
+    except LedgerError as exc:
+        _fail(f"error: {exc.code}: {exc}", 1)
+    if as_json:
+        _echo_json(result)
+        return
+    click.echo(f"{'aggregated' if created else 'already aggregated (nothing new)'}: {result['id']}")
+    click.echo(f"  {result['behaviours']} behaviours of {result['accounts']} users, {result['grams']} g into "
+               f"@pool:{exchange}; adjustments {result['adjustment_grams']} g; net {result['net_tonnes']} t")
+    click.echo(f"  {result['points']} points awarded")
+    for kind, path in result["files"].items():
+        click.echo(f"  {kind}: {path}")
+
+
+@main.command()
 @click.argument("partner")
 @click.argument("file", type=click.File("rb"))
 @click.option("--url", default="http://127.0.0.1:8080", show_default=True, help="The hub's base URL.")
@@ -274,6 +304,125 @@ def inbox_replay(ctx: click.Context, partner: str | None, reason: str | None, id
     hub = _hub(ctx)
     result = hub.pipeline.replay(partner=partner, reason=reason, ids=list(ids) or None)
     _echo_json(result.summary())
+
+
+
+# --- points ---------------------------------------------------------------------------------
+
+
+@main.group()
+def points() -> None:
+    """Point lots and their expiry."""
+
+
+@points.command("expire")
+@click.pass_context
+def points_expire(ctx: click.Context) -> None:
+    """Post every expired lot remainder to @expired (what the scheduled job does; safe to repeat)."""
+    from .lots import expire_due
+
+    result = expire_due(_hub(ctx))
+    click.echo(f"expired {result.points} pts from {result.lots} lot(s)")
+
+
+@points.command("rebuild")
+@click.option("--check", is_flag=True, help="Only compare; exit code 1 when the lots differ from the ledger.")
+@click.pass_context
+def points_rebuild(ctx: click.Context, check: bool) -> None:
+    """Recompute the point lots from the ledger and replace them when they differ."""
+    from .lots import rebuild
+
+    _hub(ctx)
+    report = rebuild(write=not check)
+    for line in report.differences[:50]:
+        click.echo(f"  {line}", err=True)
+    if report.ok:
+        click.echo(f"lots ok: {report.lots} lots from {report.transactions} transactions")
+    elif report.written:
+        click.echo(f"lots rebuilt: {len(report.differences)} differed; {report.lots} lots from "
+                   f"{report.transactions} transactions")
+    else:
+        click.echo(f"lots DIFFER from the ledger in {len(report.differences)} place(s)", err=True)
+        sys.exit(1)
+
+
+# --- the benefit exchange -------------------------------------------------------------------
+
+
+@main.group()
+def benefits() -> None:
+    """The benefit catalogue and its voucher code pools."""
+
+
+@benefits.command("list")
+@click.pass_context
+def benefits_list(ctx: click.Context) -> None:
+    """Configured benefits: cost, stock taken, codes left."""
+    from .codes import codes_left, codes_loaded
+    from .db import BenefitStock
+
+    hub = _hub(ctx)
+    for bid, conf in sorted(hub.settings.benefits.items()):
+        row = BenefitStock.get_or_none(BenefitStock.benefit == bid)
+        stock = "unlimited" if conf.stock is None else f"{(row.taken if row else 0)}/{conf.stock} taken"
+        pool = f", codes {codes_left(bid)}/{codes_loaded(bid)} left" if codes_loaded(bid) else ""
+        state = "on" if conf.enabled else "off"
+        click.echo(f"{bid:<24} {state:<3} {conf.cost:>7} pts  partner {conf.partner:<14} {stock}{pool}")
+
+
+@benefits.command("load-codes")
+@click.argument("benefit")
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.pass_context
+def benefits_load_codes(ctx: click.Context, benefit: str, file: Any) -> None:
+    """Add FILE's codes (one per line; blank lines and # comments skipped) to BENEFIT's pool; safe to repeat."""
+    from .codes import CodeError, codes_left, load_codes, read_codes
+
+    hub = _hub(ctx)
+    if benefit not in hub.registry.benefits:
+        _fail(f"error: no plugin registers benefit {benefit!r}")
+    try:
+        codes = read_codes(file)
+    except CodeError as exc:
+        _fail(f"error: {file.name}: {exc}")
+    added, known = load_codes(benefit, codes, hub.now())
+    click.echo(f"loaded {added} code(s) for {benefit} ({known} already there); {codes_left(benefit)} left")
+    conf = hub.settings.benefits.get(benefit)
+    if conf is not None and conf.stock is not None and conf.stock > codes_left(benefit):
+        click.echo(f"warning: benefits.{benefit}.stock allows more redemptions than codes left", err=True)
+
+
+@main.group()
+def redemptions() -> None:
+    """Redemptions of benefits and their holds."""
+
+
+@redemptions.command("void-stale")
+@click.pass_context
+def redemptions_void_stale(ctx: click.Context) -> None:
+    """Void and refund holds past their deadline (what the scheduled job does; safe to repeat)."""
+    voided = _hub(ctx).exchange.void_stale()
+    for rid in voided:
+        click.echo(f"voided {rid}")
+    click.echo(f"{len(voided)} hold(s) voided")
+
+
+@redemptions.command("list")
+@click.option("--status", type=click.Choice(["held", "fulfilled", "voided"]), default="held", show_default=True)
+@click.option("--limit", default=50, show_default=True)
+@click.pass_context
+def redemptions_list(ctx: click.Context, status: str, limit: int) -> None:
+    """Redemptions in a status, oldest first (held ones are the stuck ones to look at)."""
+    from .db import Redemption
+
+    _hub(ctx)
+    rows = list(Redemption.select().where(Redemption.status == status)
+                .order_by(Redemption.created_at, Redemption.id).limit(limit))
+    for r in rows:
+        failure = (r.failure or {}).get("code", "")
+        click.echo(f"{r.id} {r.account} {r.benefit:<22} {r.cost:>7} pts {r.status:<9} created {r.created_at} "
+                   f"deadline {r.deadline_at} attempts {r.attempts} {failure}")
+    click.echo(f"{len(rows)} redemption(s)", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,11 +11,12 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates, validates_schema
 
 DEFAULT_CONFIG = Path("config/hub.toml")
 SCOPES = ("accounts:read", "accounts:write", "admin")
@@ -102,9 +103,42 @@ class CapsSchema(_Strict):
     per_subject_month_count = fields.Integer(validate=validate.Range(min=0))
 
 
+class LocalDate(fields.Date):
+    """A calendar day in the bank's time zone: a TOML date (``2026-12-01``) or that text, never a date-time."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, datetime):
+            raise ValidationError("Must be a date (2026-12-01), not a date-time.")
+        if isinstance(value, date):
+            return value
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+def _window_ok(data: Mapping[str, Any]) -> None:
+    if data.get("from_") and data.get("to") and data["to"] < data["from_"]:
+        raise ValidationError("Must not be before 'from'.", "to")
+
+
+class CampaignSchema(_Strict):
+    """``[[scenarios.<id>.points.campaigns]]``: the config rule's points multiplied on some days."""
+
+    id = fields.String(load_default=None, validate=_ID)
+    multiplier_pct = fields.Integer(strict=True, required=True, validate=validate.Range(100, 10_000))
+    from_ = LocalDate(data_key="from", required=True)
+    to = LocalDate(required=True)
+
+    @validates_schema
+    def _window(self, data: dict, **_: Any) -> None:
+        _window_ok(data)
+
+
 class PointsSchema(_Strict):
     per_kg = fields.Integer(load_default=0, validate=validate.Range(min=0))
     bonus = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    max_per_day = fields.Integer(strict=True, validate=validate.Range(min=0))
+    max_per_week = fields.Integer(strict=True, validate=validate.Range(min=0))
+    max_per_month = fields.Integer(strict=True, validate=validate.Range(min=0))
+    campaigns = fields.List(fields.Nested(CampaignSchema), load_default=list)
 
 
 class ScenarioConfigSchema(_Strict):
@@ -125,6 +159,54 @@ def _keyed(schema: type[Schema]) -> fields.Dict:
     return fields.Dict(keys=fields.String(validate=_ID), values=fields.Nested(schema), load_default=dict)
 
 
+class ExchangeSchema(_Strict):
+    name = fields.String(required=True, validate=validate.Length(min=1))
+    price_fen_per_tonne = fields.Integer(load_default=0, validate=validate.Range(0, 10**9))
+    user_share_percent = fields.Integer(load_default=0, validate=validate.Range(0, 100))
+    points_per_fen = fields.Integer(load_default=1, validate=validate.Range(0, 10**6))
+
+
+class AggregationSchema(_Strict):
+    reports_dir = fields.String(load_default="var/reports", validate=validate.Length(min=1))
+    settle_days = fields.Integer(load_default=3, validate=validate.Range(0, 366))
+    exchanges = _keyed(ExchangeSchema)
+
+
+class RewardsSchema(_Strict):
+    points_expire_after_months = fields.Integer(strict=True, load_default=0, validate=validate.Range(0, 1200))
+    expire_every_s = fields.Integer(strict=True, load_default=3600, validate=validate.Range(10, 7 * 86_400))
+
+
+LIMIT_PERIODS = ("day", "week", "month", "ever")
+
+
+class BenefitSchema(_Strict):
+    """``[benefits.<id>]``: the bank's terms for a benefit a plugin registers."""
+
+    enabled = fields.Boolean(load_default=True)
+    partner = fields.String(required=True, validate=_ID)
+    cost = fields.Integer(strict=True, required=True, validate=validate.Range(0, 10**12))
+    stock = fields.Integer(strict=True, load_default=None, validate=validate.Range(0, 10**12))
+    limit_per_user = fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1))
+    limit_period = fields.String(load_default="ever", validate=validate.OneOf(LIMIT_PERIODS))
+    from_ = LocalDate(data_key="from", load_default=None)
+    to = LocalDate(load_default=None)
+    requires_green_record = fields.Boolean(load_default=False)
+    welcome = fields.Boolean(load_default=False)
+    options = fields.Dict(keys=fields.String(), load_default=dict)
+
+    @validates_schema
+    def _window(self, data: dict, **_: Any) -> None:
+        _window_ok(data)
+
+
+class RedemptionsSchema(_Strict):
+    hold_deadline_s = fields.Integer(strict=True, load_default=600, validate=validate.Range(10, 86_400))
+    fulfil_attempts = fields.Integer(strict=True, load_default=3, validate=validate.Range(1, 10))
+    fulfil_backoff_ms = fields.Integer(strict=True, load_default=500, validate=validate.Range(0, 60_000))
+    void_stale_every_s = fields.Integer(strict=True, load_default=60, validate=validate.Range(5, 86_400))
+
+
 class ConfigSchema(_Strict):
     hub = fields.Nested(HubSchema, load_default=lambda: HubSchema().load({}))
     plugins = fields.Nested(PluginsSchema, load_default=lambda: {"block": []})
@@ -132,6 +214,10 @@ class ConfigSchema(_Strict):
     partners = _keyed(PartnerSchema)
     scenarios = _keyed(ScenarioConfigSchema)
     api_keys = _keyed(ApiKeySchema)
+    rewards = fields.Nested(RewardsSchema, load_default=lambda: RewardsSchema().load({}))
+    benefits = _keyed(BenefitSchema)
+    redemptions = fields.Nested(RedemptionsSchema, load_default=lambda: RedemptionsSchema().load({}))
+    aggregation = fields.Nested(AggregationSchema, load_default=lambda: AggregationSchema().load({}))
 
     @post_load
     def _defaults(self, data: dict, **_: Any) -> dict:
@@ -158,11 +244,67 @@ class ScenarioConfig:
     methodology: str | None
     versions: tuple[str, ...]
     caps: Mapping[str, int]
-    points: Mapping[str, int]
+    points: Mapping[str, int]  # per_kg, bonus
+    campaigns: tuple["Campaign", ...] = ()
+    point_caps: Mapping[str, int] = field(default_factory=dict)  # max_per_day / _week / _month
 
     def as_dict(self) -> dict[str, Any]:
         return {"enabled": self.enabled, "methodology": self.methodology, "versions": list(self.versions),
-                "caps": dict(self.caps), "points": dict(self.points)}
+                "caps": dict(self.caps), "points": dict(self.points),
+                "campaigns": [c.as_dict() for c in self.campaigns], "point_caps": dict(self.point_caps)}
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """Points of the config rule multiplied by ``multiplier_pct`` / 100 for acts on local days ``start``..``end``."""
+
+    id: str
+    multiplier_pct: int
+    start: date
+    end: date
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "multiplier_pct": self.multiplier_pct, "from": self.start, "to": self.end}
+
+
+@dataclass(frozen=True)
+class RewardsConfig:
+    points_expire_after_months: int = 0  # 0: points never expire
+    expire_every_s: int = 3600
+
+
+@dataclass(frozen=True)
+class BenefitConfig:
+    """The bank's terms for one benefit (``[benefits.<id>]``)."""
+
+    id: str
+    partner: str
+    cost: int
+    enabled: bool = True
+    stock: int | None = None  # None: unlimited
+    limit_per_user: int | None = None
+    limit_period: str = "ever"
+    start: date | None = None
+    end: date | None = None
+    requires_green_record: bool = False
+    welcome: bool = False
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"enabled": self.enabled, "partner": self.partner, "cost": self.cost, "stock": self.stock,
+                "limit_per_user": self.limit_per_user, "limit_period": self.limit_period,
+                "from": self.start.isoformat() if self.start else None,
+                "to": self.end.isoformat() if self.end else None,
+                "requires_green_record": self.requires_green_record, "welcome": self.welcome,
+                "options": dict(self.options)}
+
+
+@dataclass(frozen=True)
+class RedemptionsConfig:
+    hold_deadline_s: int = 600
+    fulfil_attempts: int = 3
+    fulfil_backoff_ms: int = 500
+    void_stale_every_s: int = 60
 
 
 @dataclass(frozen=True)
@@ -170,6 +312,24 @@ class ApiKey:
     name: str
     key_env: str
     scopes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """A carbon exchange the hub aggregates reductions for (``[aggregation.exchanges.<id>]``)."""
+
+    id: str
+    name: str
+    price_fen_per_tonne: int = 0
+    user_share_percent: int = 0
+    points_per_fen: int = 1
+
+
+@dataclass(frozen=True)
+class AggregationConfig:
+    reports_dir: Path = Path("var/reports")
+    settle_days: int = 3
+    exchanges: Mapping[str, Exchange] = field(default_factory=dict)
 
 
 @dataclass
@@ -189,6 +349,10 @@ class Settings:
     scenarios: Mapping[str, ScenarioConfig]
     api_keys: Mapping[str, ApiKey]
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    rewards: RewardsConfig = field(default_factory=RewardsConfig)
+    benefits: Mapping[str, BenefitConfig] = field(default_factory=dict)
+    redemptions: RedemptionsConfig = field(default_factory=RedemptionsConfig)
+    aggregation: AggregationConfig = field(default_factory=AggregationConfig)
     _file_secrets: dict[str, str] | None = None
 
     def secret(self, env_name: str) -> str | None:
@@ -222,6 +386,19 @@ class Settings:
             "scenarios": {s.id: s.as_dict() for s in self.scenarios.values()},
             "api_keys": {k.name: {"key_env": k.key_env, "key": shown(k.key_env), "scopes": list(k.scopes)}
                          for k in self.api_keys.values()},
+            "rewards": {"points_expire_after_months": self.rewards.points_expire_after_months,
+                        "expire_every_s": self.rewards.expire_every_s},
+            "benefits": {b.id: b.as_dict() for b in self.benefits.values()},
+            "redemptions": {"hold_deadline_s": self.redemptions.hold_deadline_s,
+                            "fulfil_attempts": self.redemptions.fulfil_attempts,
+                            "fulfil_backoff_ms": self.redemptions.fulfil_backoff_ms,
+                            "void_stale_every_s": self.redemptions.void_stale_every_s},
+            "aggregation": {"reports_dir": str(self.aggregation.reports_dir),
+                            "settle_days": self.aggregation.settle_days,
+                            "exchanges": {e.id: {"name": e.name, "price_fen_per_tonne": e.price_fen_per_tonne,
+                                                 "user_share_percent": e.user_share_percent,
+                                                 "points_per_fen": e.points_per_fen}
+                                          for e in self.aggregation.exchanges.values()}},
         }
 
 
@@ -242,6 +419,21 @@ def read_env_file(path: Path) -> dict[str, str]:
             name, _, value = line.partition("=")
             out[name.strip()] = value.strip().strip('"').strip("'")
     return out
+
+
+def _scenario_config(sid: str, s: Mapping[str, Any]) -> ScenarioConfig:
+    points = dict(s["points"])
+    campaigns = tuple(Campaign(id=c["id"] or f"{c['from_']}..{c['to']}", multiplier_pct=c["multiplier_pct"],
+                               start=c["from_"], end=c["to"]) for c in points.pop("campaigns", ()))
+    point_caps = {k: points.pop(k) for k in ("max_per_day", "max_per_week", "max_per_month") if k in points}
+    return ScenarioConfig(id=sid, enabled=s["enabled"], methodology=s["methodology"], versions=tuple(s["versions"]),
+                          caps=dict(s["caps"]), points=points, campaigns=campaigns, point_caps=point_caps)
+
+
+def _benefit_config(bid: str, b: Mapping[str, Any]) -> BenefitConfig:
+    b = dict(b)
+    start, end = b.pop("from_"), b.pop("to")
+    return BenefitConfig(id=bid, start=start, end=end, **b)
 
 
 def config_path(path: str | os.PathLike | None = None) -> Path:
@@ -284,13 +476,17 @@ def load_settings(path: str | os.PathLike | None = None, *, data: Mapping[str, A
         partners={pid: Partner(id=pid, name=p["name"], secret_env=p["secret_env"],
                                scenarios=tuple(p["scenarios"]), enabled=p["enabled"], kind=p["kind"])
                   for pid, p in loaded["partners"].items()},
-        scenarios={sid: ScenarioConfig(id=sid, enabled=s["enabled"], methodology=s["methodology"],
-                                       versions=tuple(s["versions"]), caps=dict(s["caps"]),
-                                       points=dict(s["points"]))
-                   for sid, s in loaded["scenarios"].items()},
+        scenarios={sid: _scenario_config(sid, s) for sid, s in loaded["scenarios"].items()},
         api_keys={name: ApiKey(name=name, key_env=k["key_env"], scopes=tuple(k["scopes"]))
                   for name, k in loaded["api_keys"].items()},
         environ=env,
+        rewards=RewardsConfig(**loaded["rewards"]),
+        benefits={bid: _benefit_config(bid, b) for bid, b in loaded["benefits"].items()},
+        redemptions=RedemptionsConfig(**loaded["redemptions"]),
+        aggregation=AggregationConfig(
+            reports_dir=Path(loaded["aggregation"]["reports_dir"]),
+            settle_days=loaded["aggregation"]["settle_days"],
+            exchanges={xid: Exchange(id=xid, **x) for xid, x in loaded["aggregation"]["exchanges"].items()}),
     )
     errors = [(f"partners.{p.id}.scenarios", f"Scenario {s!r} is not configured under [scenarios].")
               for p in settings.partners.values() for s in p.scenarios if s not in settings.scenarios]

@@ -24,6 +24,9 @@ class HookContext:
     - ``log``: a logger under ``carbonhub.plugins``.
     - ``http``: a shared ``requests.Session`` for partner APIs.
     - ``plugin_config(name)``: the ``[plugin_config.<name>]`` section of hub.toml.
+    - ``secret(env_name)``: a secret named in config (environment, or the local secrets file).
+    - ``benefits``: the exchange's services (:class:`hub.exchange.BenefitServices`):
+      ``take_code(benefit, redemption_id)``, ``offers(benefit)``, ``grant(account_id, benefit, key)``.
     """
 
     def __init__(self, settings: Settings, clock: Clock = utc_now):
@@ -32,6 +35,7 @@ class HookContext:
         self.tz = settings.timezone
         self.log = logging.getLogger("carbonhub.plugins")
         self._http: requests.Session | None = None
+        self.benefits: Any = None  # set by the hub once its exchange exists
 
     def now(self) -> datetime:
         return self._clock()
@@ -45,6 +49,10 @@ class HookContext:
 
     def plugin_config(self, name: str) -> Mapping[str, Any]:
         return self.settings.plugin_config.get(name, {})
+
+    def secret(self, env_name: str) -> str | None:
+        """The value of the environment variable ``env_name`` (a plugin names it in its config), or None."""
+        return self.settings.secret(env_name)
 
 
 class FixedClock:

@@ -9,9 +9,10 @@ import logging
 from datetime import datetime
 from typing import Any, Iterable
 
-from . import accounts, db
+from . import accounts, carbon_uses, db, lots
 from .config import ConfigError, Settings
 from .context import Clock, HookContext, utc_now
+from .exchange import BenefitServices, Exchange
 from .ingest import Pipeline
 from .ledger import Ledger
 from .methodology import MethodologyRegistry
@@ -33,8 +34,10 @@ class Hub:
         self._check_config()
         self._scenario_dicts = {sid: s.as_dict() for sid, s in settings.scenarios.items()}
         self.database = db.bind(database_url or settings.database_url)
-        self.ledger = Ledger(clock)
+        self.ledger = Ledger(clock, indexers=(lots.index_transactions,))
         self.pipeline = Pipeline(self)
+        self.exchange = Exchange(self)
+        self.ctx.benefits = BenefitServices(self.exchange)
 
     def _cap_errors(self, sid: str, conf: Any, mid: str) -> list[tuple[str, str]]:
         """Config caps that could never apply: looser than the methodology's own
@@ -89,6 +92,10 @@ class Hub:
                     errors.append((f"partners.{partner.id}.scenarios",
                                    f"Scenario {sid!r} may be reported only by partners of kind "
                                    f"{', '.join(spec.partner_kinds)}; {partner.id!r} is of kind {partner.kind!r}."))
+        for bid in self.settings.benefits:
+            if bid not in self.registry.benefits:
+                hint = " (its plugin is blocked)" if self.settings.blocked_plugins else ""
+                errors.append((f"benefits.{bid}", f"No plugin registers benefit {bid!r}{hint}."))
         if errors:
             raise ConfigError(self.settings.source, errors)
 
@@ -104,6 +111,8 @@ class Hub:
         """Create the schema if needed and mirror configured partners; idempotent."""
         version = db.init_schema()
         self.sync_partners()
+        if lots.needs_rebuild():  # a ledger from before point lots: derive them once
+            lots.rebuild(write=True)
         return version
 
     def sync_partners(self) -> None:
@@ -123,8 +132,17 @@ class Hub:
     # --- ledger ----------------------------------------------------------------
 
     def reverse(self, seq: int, reason: str) -> tuple[TransactionRecord, bool]:
-        """Correct a transaction by its reversal, and tell the plugins once."""
-        tx, created = self.ledger.reverse(seq, reason)
+        """Correct a transaction by its reversal, and tell the plugins once.
+
+        Grams of the credit already retired or aggregated decide first, in the
+        same database transaction (:func:`hub.carbon_uses.before_reversal`).
+        """
+        with db.database.atomic():
+            db.lock_ledger()
+            adjustments = carbon_uses.before_reversal(self.ledger, seq, reason, self.now())
+            tx, created = self.ledger.reverse(seq, reason)
+        for posted in adjustments:
+            self.notify("carbonhub_transaction_posted", transaction=posted)
         if created:
             self.notify("carbonhub_transaction_posted", transaction=tx)
         return tx, created
@@ -164,4 +182,6 @@ class Hub:
             "caps": caps,
             "cap_subject": current.cap_subject if current else None,
             "points": dict(conf.points),
+            "campaigns": [c.as_dict() for c in conf.campaigns],
+            "point_caps": dict(conf.point_caps),
         }

@@ -255,9 +255,177 @@ class UsageCounter(BaseModel):
         primary_key = pw.CompositeKey("account", "scenario", "period")
 
 
+# --- carbon assets: neutralisation and aggregation (hub/carbon_uses.py) -------------------------
+
+
+class CarbonUse(BaseModel):
+    """Grams of one credited behaviour retired by a certificate or aggregated into a pool.
+
+    What a behaviour still holds is its credited grams minus these rows (nothing
+    once its credit is reversed). Rows are written in the database transaction
+    of the ledger postings that move the grams, under the ledger lock.
+    """
+
+    id = pw.BigAutoField()
+    behaviour = pw.CharField(max_length=40)
+    account = pw.CharField(max_length=40, index=True)
+    kind = pw.CharField(max_length=16)  # retired | aggregated
+    ref = pw.CharField(max_length=100, index=True)  # certificate id | aggregation id
+    grams = pw.BigIntegerField()
+    tx_seq = pw.BigIntegerField()
+    created_at = pw.DateTimeField()
+
+    class Meta:
+        indexes = ((("behaviour", "ref"), True),)
+
+
+class Certificate(BaseModel):
+    """A neutralisation: grams a user retired against a footprint."""
+
+    id = pw.CharField(primary_key=True, max_length=40)
+    account = pw.CharField(max_length=40)
+    idempotency_key = pw.CharField(max_length=100)
+    request_hash = pw.CharField(max_length=64)
+    grams = pw.BigIntegerField()
+    footprint = JSONText()
+    tx_seq = pw.BigIntegerField()
+    created_at = pw.DateTimeField()
+
+    class Meta:
+        indexes = ((("account", "idempotency_key"), True), (("account", "created_at", "id"), False))
+
+
+class Aggregation(BaseModel):
+    """One exchange's pool report for one month; the report is kept as written to files."""
+
+    id = pw.CharField(primary_key=True, max_length=100)  # agg_<exchange>_<YYYY-MM>
+    exchange = pw.CharField(max_length=64)
+    period = pw.CharField(max_length=7)
+    grams = pw.BigIntegerField()
+    adjustment_g = pw.BigIntegerField()
+    behaviours = pw.IntegerField()
+    accounts = pw.IntegerField()
+    points = pw.BigIntegerField()
+    report = JSONText()
+    created_at = pw.DateTimeField()
+
+    class Meta:
+        indexes = ((("exchange", "period"), True), (("created_at", "id"), False))
+
+
+class CarbonAdjustment(BaseModel):
+    """Aggregated grams taken back out of a pool because their credit was reversed.
+
+    ``reported_in`` is the later aggregation whose report carries it as a
+    negative line (null until then).
+    """
+
+    id = pw.BigAutoField()
+    behaviour = pw.CharField(max_length=40, unique=True)
+    account = pw.CharField(max_length=40)
+    exchange = pw.CharField(max_length=64, index=True)
+    aggregation = pw.CharField(max_length=100)
+    grams = pw.BigIntegerField()
+    reversal_of = pw.BigIntegerField()
+    tx_seq = pw.BigIntegerField()
+    reason = pw.TextField()
+    reported_in = pw.CharField(max_length=100, null=True)
+    created_at = pw.DateTimeField()
+
+
+# --- points and the benefit exchange (hub/lots.py, hub/rewards.py, hub/exchange.py) -------------
+
+
+class PointLot(BaseModel):
+    """Points credited to a user by one ledger transaction, and what is left of them.
+
+    A derived index of the ledger, written in the database transaction of the
+    postings that move the points (:mod:`hub.lots`), rebuildable from the
+    ledger with ``carbonhub points rebuild``. A lot is named by its account and
+    ``seq``, the crediting transaction; ``expires_at`` null means never.
+    """
+
+    account = pw.CharField(max_length=40)
+    seq = pw.BigIntegerField()
+    amount = pw.BigIntegerField()
+    remaining = pw.BigIntegerField()
+    earned_at = pw.DateTimeField()
+    expires_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        primary_key = pw.CompositeKey("account", "seq")
+
+
+class PointsUsage(BaseModel):
+    """Points earned per account, scenario and period (d:/w:/m:), for the points caps."""
+
+    account = pw.CharField(max_length=40)
+    scenario = pw.CharField(max_length=64)
+    period = pw.CharField(max_length=16)  # d:2026-11-21 | w:2026-W47 | m:2026-11
+    points = pw.BigIntegerField(default=0)
+
+    class Meta:
+        primary_key = pw.CompositeKey("account", "scenario", "period")
+
+
+class Redemption(BaseModel):
+    """A user's redemption of a benefit: held, then fulfilled or voided exactly once."""
+
+    id = pw.CharField(primary_key=True, max_length=40)
+    account = pw.CharField(max_length=40)
+    benefit = pw.CharField(max_length=64)
+    partner = pw.CharField(max_length=64)
+    cost = pw.BigIntegerField()
+    status = pw.CharField(max_length=16)  # held | fulfilled | voided
+    idempotency_key = pw.CharField(max_length=200)
+    request_hash = pw.CharField(max_length=64)
+    details = JSONText()
+    created_at = pw.DateTimeField()
+    deadline_at = pw.DateTimeField()
+    resolved_at = pw.DateTimeField(null=True)
+    hold_seq = pw.BigIntegerField(null=True)
+    resolve_seq = pw.BigIntegerField(null=True)
+    attempts = pw.IntegerField(default=0)
+    fulfilment = JSONText(null=True)
+    failure = JSONText(null=True)
+
+    class Meta:
+        indexes = ((("account", "idempotency_key"), True), (("account", "benefit", "created_at"), False),
+                   (("status", "deadline_at"), False), (("account", "created_at", "id"), False))
+
+
+class BenefitStock(BaseModel):
+    """How many of a benefit are held or fulfilled; the bank's config says how many there are."""
+
+    benefit = pw.CharField(primary_key=True, max_length=64)
+    taken = pw.BigIntegerField(default=0)
+
+
+class VoucherCode(BaseModel):
+    """A code of a benefit's pool, loaded by the bank; handed out to one redemption, once."""
+
+    id = pw.BigAutoField()
+    benefit = pw.CharField(max_length=64)
+    code = pw.CharField(max_length=200)
+    loaded_at = pw.DateTimeField()
+    redemption = pw.CharField(max_length=40, null=True, unique=True)
+    assigned_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("benefit", "code"), True),)
+
+
+# Partial indexes: the lots still holding points, by account (spending) and by expiry (the expiry job).
+PointLot.add_index(PointLot.account, PointLot.expires_at, where=PointLot.remaining > 0)
+PointLot.add_index(PointLot.expires_at, where=PointLot.remaining > 0)
+VoucherCode.add_index(VoucherCode.benefit, VoucherCode.id, where=VoucherCode.redemption.is_null())
+
+
 MODELS: tuple[type[BaseModel], ...] = (
     Meta, Partner, Account, Consent, ConsentEvent, InboxRecord, Behaviour, Receipt,
     LedgerTransaction, Posting, Balance, LedgerHead, UsageCounter,
+    CarbonUse, Certificate, Aggregation, CarbonAdjustment,
+    PointLot, PointsUsage, Redemption, BenefitStock, VoucherCode,
 )
 GENESIS_HASH = "0" * 64
 

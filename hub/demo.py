@@ -28,6 +28,9 @@ def ensure_secrets(settings: Settings) -> dict[str, str]:
     path: Path = settings.secrets_file
     existing = read_env_file(path)
     names = [p.secret_env for p in settings.partners.values()] + [k.key_env for k in settings.api_keys.values()]
+    # Plugins name their secrets with *_env keys (e.g. plugin_config.utility_payments.coupon_secret_env).
+    names += [v for conf in settings.plugin_config.values() for k, v in conf.items()
+              if k.endswith("_env") and isinstance(v, str)]
     missing = [n for n in names if settings.secret(n) is None]
     if missing:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -75,7 +75,8 @@ def carbonhub_register_benefits(ctx):
     """Return a list of :class:`hub.records.BenefitSpec` this partner can fulfil.
 
     Registering a benefit only says the partner can deliver it; the bank prices,
-    stocks and enables it in config. Ids are unique across plugins.
+    stocks and enables it in config (``[benefits.<id>]``). Ids are unique across
+    plugins; the plugin that registers a benefit is the one asked to fulfil it.
     """
 
 
@@ -122,6 +123,45 @@ def carbonhub_evaluate_rewards(ctx, behaviour, reduction, scenario_config):
     dict. The hub's own rule (``points.per_kg`` and ``points.bonus``) is one such
     implementation. Points must be non-negative integers; each grant's ``rule`` is
     recorded in the ledger transaction.
+    """
+
+
+# --- the benefit exchange: called for each redemption ----------------------------
+
+
+@hookspec(firstresult=True)
+def carbonhub_fulfil_benefit(ctx, redemption):
+    """Deliver a redeemed benefit; return a :class:`hub.records.Fulfilment`.
+
+    ``redemption`` is a :class:`hub.records.RedemptionRecord`. Only the plugin
+    that registered ``redemption.benefit`` is called (no plugin can shadow
+    another); its first non-None result is the answer, and None means "not
+    delivered" (the hold is voided). The user's points are already held in
+    escrow and the stock taken; the call runs outside any database transaction,
+    so it may call the partner's API (``ctx.http``, with a timeout).
+
+    Send ``redemption.id`` to the partner as its idempotency key: the hub calls
+    again after a :class:`hub.records.RetryableFulfilmentError` (timeout, 5xx,
+    an answer you cannot read) with backoff, up to ``redemptions.fulfil_attempts``
+    times, then voids and refunds. Raise :class:`hub.records.PermanentFulfilmentError`
+    when the partner refused (unknown member, closed offer): the hold is voided
+    at once. Any other exception is treated as permanent and logged. A
+    fulfilment is posted (points to ``@benefits:<partner>``) exactly once.
+    """
+
+
+@hookspec
+def carbonhub_cancel_fulfilment(ctx, redemption):
+    """Undo, at the partner, what a fulfilment may have delivered for a redemption that was voided.
+
+    Called (only for the plugin owning the benefit) after the hub voided a
+    hold whose fulfilment may have reached the partner: a retried timeout or
+    5xx, a hold voided by the stale-holds job while the call was in flight, or
+    a success that came after that. ``redemption.fulfilment`` is the
+    :class:`hub.records.Fulfilment` when one was returned, else None. The
+    user's points are already refunded; make it idempotent (it may come twice,
+    or for a redemption the partner never saw). Exceptions are logged and
+    change nothing in the hub.
     """
 
 

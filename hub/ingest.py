@@ -24,13 +24,14 @@ from decimal import Decimal
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
-from . import db
+from . import db, lots
 from .accounts import ConsentTimeline, existing_accounts, new_id, new_ids
 from .db import Behaviour as BehaviourRow
 from .db import InboxRecord, Receipt, UsageCounter, canonical_json, database
 from .ledger import TxRequest, user_carbon, user_points
 from .methodology import ALL_CAP_KINDS, MethodologyVersion
 from .plugins import Impl, call_each, hookimpls
+from .rewards import PointCaps
 from .records import (ACCEPTED, DUPLICATE, REJECTED, Behaviour, PointGrant, PostingRecord, Problem,
                       RawRecord, RecordError, Reduction, redacted)
 
@@ -432,6 +433,9 @@ class Pipeline:
         credits: list[tuple[_Item, TxRequest]] = []
         caps_cache: dict[tuple[str, str, str], dict[str, int]] = {}
         reward_rules = hookimpls(hub.pm.hook.carbonhub_evaluate_rewards)
+        point_caps = PointCaps({s: c.point_caps for s, c in hub.settings.scenarios.items()}, hub.settings.timezone)
+        point_caps.load(i.behaviour for i in keyed)
+        expiry = lots.expiry_memo(hub.settings, now)  # the same for every credit of the chunk
 
         for rec in recs:
             for item in rec.items:
@@ -479,6 +483,7 @@ class Pipeline:
                 if reward_problem is not None:
                     out.status, out.reason, out.message = REJECTED, reward_problem.code, reward_problem.message
                     continue
+                grants = point_caps.apply(b, grants)
                 points = sum(g.points for g in grants)
                 out.status, out.grams, out.points, out.capped = ACCEPTED, grams, points, bool(caps_applied)
                 seen_events[event_key] = (out.id, grams)
@@ -492,13 +497,14 @@ class Pipeline:
                         delta[0] += grams
                         delta[1] += 1
                 item.receipt = {"caps": caps_applied, "points": [g.__dict__ for g in grants]}
-                credits.append((item, self._credit_request(partner_id, item, grams, grants)))
+                credits.append((item, self._credit_request(partner_id, item, grams, grants, expiry)))
 
         posted = hub.ledger.post_many([req for _, req in credits]) if credits else []
         for (item, _), (tx, _created) in zip(credits, posted):
             item.outcome.tx_seq = tx.seq
         self._write_rows(partner_id, recs, source, batch_id, now)
         self._write_usage(usage_delta)
+        point_caps.write()
         return [tx for tx, created in posted if created]
 
     @staticmethod
@@ -599,7 +605,8 @@ class Pipeline:
         return grants, None
 
     @staticmethod
-    def _credit_request(partner_id: str, item: _Item, grams: int, grants: list[PointGrant]) -> TxRequest:
+    def _credit_request(partner_id: str, item: _Item, grams: int, grants: list[PointGrant],
+                        expiry: Mapping[str, Any] | None = None) -> TxRequest:
         b, out = item.behaviour, item.outcome
         issuer = f"@issuer:{b.scenario}"
         postings = [PostingRecord(issuer, "g", -grams), PostingRecord(user_carbon(b.account_id), "g", grams)]
@@ -608,6 +615,8 @@ class Pipeline:
             postings += [PostingRecord(issuer, "pts", -points), PostingRecord(user_points(b.account_id), "pts", points)]
         memo = {"behaviour": out.id, "scenario": b.scenario, "partner": partner_id, "event_id": b.event_id,
                 "account": b.account_id, "rules": [g.rule for g in grants]}
+        if points and expiry:
+            memo.update(expiry)  # when this lot of points expires (hub.lots)
         return TxRequest(key=f"credit:{out.id}", kind="credit", postings=tuple(postings), memo=memo,
                          methodology=f"{item.version.id}@{item.version.version}")
 

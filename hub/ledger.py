@@ -25,7 +25,8 @@ from .db import Balance, LedgerHead, LedgerTransaction, Posting, canonical_json,
 from .records import PostingRecord, TransactionRecord
 
 UNITS = ("g", "pts")
-_ACCOUNT = re.compile(r"^(user:[A-Za-z0-9_-]+:(carbon|points)|@[a-z]+(:[A-Za-z0-9_.-]+)?)$")
+# System accounts take up to two qualifiers: @issuer:metro, @pool:cneeex, @issuer:aggregation:cneeex.
+_ACCOUNT = re.compile(r"^(user:[A-Za-z0-9_-]+:(carbon|points)|@[a-z]+(:[A-Za-z0-9_.-]+){0,2})$")
 
 
 class LedgerError(Exception):
@@ -120,9 +121,16 @@ def _record(tx: LedgerTransaction, postings: Sequence[PostingRecord]) -> Transac
                              postings=tuple(postings), memo=tx.memo or {}, reverses=tx.reverses)
 
 
+Indexer = Callable[[Sequence[TransactionRecord]], None]
+
+
 class Ledger:
-    def __init__(self, clock: Callable[[], datetime]):
+    def __init__(self, clock: Callable[[], datetime], indexers: Sequence[Indexer] = ()):
+        """``indexers`` keep derived indexes (e.g. the point lots of :mod:`hub.lots`) in step with the
+        postings: each is called with the new transactions inside the database transaction that posts
+        them, after the balances are updated; an exception rolls the whole post back."""
         self._clock = clock
+        self._indexers = tuple(indexers)
 
     # --- writing ---------------------------------------------------------
 
@@ -191,6 +199,10 @@ class Ledger:
             db.bulk_insert(Posting, ("tx_seq", "account", "unit", "amount"), posting_rows)
             apply_balance_deltas(deltas)
             LedgerHead.update(seq=seq, hash=prev).where(LedgerHead.id == 1).execute()
+            if self._indexers:
+                new = [tx for tx, created in out if created]
+                for indexer in self._indexers:
+                    indexer(new)
         return out
 
     def reverse(self, seq: int, reason: str, key: str | None = None,

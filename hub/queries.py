@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import peewee as pw
 
-from . import db
+from . import carbon_uses, db
 from .accounts import consents_of
 from .db import Account, Behaviour, InboxRecord, LedgerTransaction, Posting, Receipt
 from .ledger import balances_of, user_carbon, user_points
@@ -26,15 +26,23 @@ def account_exists(account_id: str) -> bool:
 
 
 def account_view(account_id: str) -> dict[str, Any] | None:
-    """The account with its balances (two queries), or None."""
+    """The account with its balances (four queries), or None.
+
+    ``carbon_g`` is what the user still holds; the grams they retired and those
+    pooled for an exchange are shown beside it, and the three add up to the
+    lifetime figure (every gram credited and not reversed).
+    """
     row = Account.get_or_none(Account.id == account_id)
     if row is None:
         return None
     carbon, points = user_carbon(account_id), user_points(account_id)
     balances = balances_of([carbon, points])
+    held, used = balances.get((carbon, "g"), 0), carbon_uses.summary(account_id)
     return {"id": row.id, "bank_ref": row.bank_ref, "opened_at": db.from_db(row.opened_at),
             "status": row.status,
-            "balances": {"carbon_g": balances.get((carbon, "g"), 0), "points": balances.get((points, "pts"), 0)}}
+            "balances": {"carbon_g": held, "points": balances.get((points, "pts"), 0)},
+            "carbon": {"held_g": held, "retired_g": used["retired_g"], "aggregated_g": used["aggregated_g"],
+                       "lifetime_g": held + used["retired_g"] + used["aggregated_g"]}}
 
 
 def consents_view(account_id: str) -> dict[str, Any]:

@@ -70,13 +70,92 @@ class ConnectorSpec:
 class BenefitSpec:
     """Something a partner can fulfil when a user redeems points.
 
-    The bank switches a benefit on, prices and stocks it in config.
+    The bank switches a benefit on, prices and stocks it in config
+    (``[benefits.<id>]``). ``details`` names what the user must give when
+    redeeming (e.g. ``("member_id",)`` for airline miles): the hub refuses a
+    redemption without them and hands them to the fulfilment as
+    ``Redemption.details``.
     """
 
     id: str
     title: str
     partner_kind: str = ""
     description: str = ""
+    details: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Fulfilment:
+    """What a partner delivered for a redemption, as ``carbonhub_fulfil_benefit`` returns it.
+
+    ``code`` is what the user sees and uses (a voucher or card code, a coupon);
+    ``reference`` the partner's own id for what it did (a miles-credit id);
+    ``detail`` JSON-safe extras shown to the user (miles credited, valid until).
+    """
+
+    code: str | None = None
+    reference: str | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "reference": self.reference, "detail": dict(self.detail)}
+
+
+@dataclass(frozen=True)
+class RedemptionRecord:
+    """A redemption as the fulfilment hooks see it.
+
+    - ``id``: the hub's id (``rdm_…``); send it to the partner as the
+      idempotency key of the request, so a retry never delivers twice.
+    - ``details``: what the user gave (see ``BenefitSpec.details``).
+    - ``options``: the bank's ``[benefits.<id>] options`` (e.g. how many miles).
+    - ``attempt``: 1 for the first call, 2… for retries of the same redemption.
+    - ``fulfilment``: what an earlier call returned, when ``carbonhub_cancel_fulfilment``
+      is called after one succeeded; otherwise None.
+    """
+
+    id: str
+    account_id: str
+    benefit: str
+    partner: str
+    cost: int
+    created_at: datetime
+    details: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
+    attempt: int = 1
+    fulfilment: Fulfilment | None = None
+
+
+class FulfilmentError(Exception):
+    """Raise from ``carbonhub_fulfil_benefit`` when the partner did not deliver.
+
+    Use a subclass: :class:`RetryableFulfilmentError` (timeout, 5xx, an answer
+    that cannot be read: the hub calls again with backoff, then voids) or
+    :class:`PermanentFulfilmentError` (the partner refused, e.g. an unknown
+    member: the hub voids at once). ``code`` is a short lowercase reason shown
+    to the user with ``message``.
+    """
+
+    retryable = False
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "retryable": self.retryable}
+
+
+class RetryableFulfilmentError(FulfilmentError):
+    """The partner may deliver if asked again (timeout, 5xx, malformed answer)."""
+
+    retryable = True
+
+
+class PermanentFulfilmentError(FulfilmentError):
+    """The partner refused; asking again would not help."""
+
+    retryable = False
 
 
 @dataclass(frozen=True)

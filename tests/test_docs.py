@@ -55,7 +55,10 @@ def backticked(text: str) -> set[str]:
 
 def code_words(text: str) -> set[str]:
     """Identifiers inside any code span: `[partners.<id>]` gives partners and id."""
-    return {w for span in re.findall(r"`([^`\n]+)`", text) for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", span)}
+    spans = re.findall(r"`([^`\n]+)`", text)
+    # Hyphenated ids (benefit metro-ride-voucher) count whole and by their parts.
+    return {w for span in spans for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)*", span)} | \
+        {w for span in spans for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", span)}
 
 
 # --- hooks ---------------------------------------------------------------------------------------------

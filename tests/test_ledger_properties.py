@@ -47,6 +47,7 @@ def reset_ledger() -> None:
         Posting.delete().execute()
         LedgerTransaction.delete().execute()
         Balance.delete().execute()
+        db.PointLot.delete().execute()  # the lots index the ledger (hub.lots)
         LedgerHead.update(seq=0, hash=db.GENESIS_HASH).where(LedgerHead.id == 1).execute()
 
 

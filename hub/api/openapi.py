@@ -26,6 +26,9 @@ PATH_PARAMS = {
     "partner": "Partner id the bank configured, e.g. `szmetro`.",
     "behaviour_id": "Behaviour id (`bhv_…`), from the behaviours list or a push result.",
     "methodology_id": "Methodology id, e.g. `metro-avoided-car`.",
+    "certificate_id": "Neutralisation certificate id (`cert_…`).",
+    "aggregation_id": "Aggregation id, `agg_<exchange>_<YYYY-MM>`.",
+    "redemption_id": "Redemption id (`rdm_…`), as returned when it was made.",
 }
 DESCRIPTION = """\
 The carbonhub HTTP API for the bank's app backend, the bank's console and partners.
@@ -65,6 +68,8 @@ def _operation(endpoint: str, op: Operation, path_params: list[dict[str, Any]]) 
             {"in": "header", "name": signing.TIMESTAMP_HEADER, "required": True,
              "schema": {"type": "integer"}, "description": "Unix seconds when signed."},
         ]
+    params += [{"in": "header", "name": name, "required": True, "schema": {"type": "string"}, "description": text}
+               for name, text in op.headers.items()]
     if op.query is not None:
         params.append({"in": "query", "schema": op.query})
     out: dict[str, Any] = {"operationId": endpoint.replace(".", "_"), "summary": op.summary, "tags": [op.tag],

@@ -38,6 +38,7 @@ class Operation:
     query: type[Schema] | None = None
     response: type[Schema] | None = None
     many: bool = False
+    headers: Mapping[str, str] = field(default_factory=dict)  # required request headers -> description
     success: Mapping[int, str] = field(default_factory=lambda: {200: "OK"})
     errors: Mapping[int, str] = field(default_factory=dict)
 
@@ -126,20 +127,21 @@ class ApiBlueprint(Blueprint):
     def operation(self, rule: str, method: str, *, summary: str, description: str = "", auth: str = API_KEY,
                   scope: str | None = None, body: type[Schema] | None = None, query: type[Schema] | None = None,
                   response: type[Schema] | None = None, many: bool = False,
-                  success: Mapping[int, str] | None = None,
+                  headers: Mapping[str, str] | None = None, success: Mapping[int, str] | None = None,
                   errors: Mapping[int, str] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Register ``view`` for ``method rule`` and document it.
 
         ``auth``: ``public``, ``api_key`` (with ``scope``) or ``partner`` (a signed
         push; the route must have a ``<partner>`` argument). Authentication runs
         before the body is read, so an unauthenticated caller learns nothing
-        about validation.
+        about validation. ``headers`` documents required request headers
+        (name -> description); the view reads and checks them.
         """
         if auth == API_KEY and not scope:
             raise ValueError(f"{method} {rule}: an api_key operation needs a scope")
         op = Operation(method=method.upper(), summary=summary, description=description, tag=self.tag, auth=auth,
                        scope=scope, body=body, query=query, response=response, many=many,
-                       success=dict(success or {200: "OK"}), errors=dict(errors or {}))
+                       headers=dict(headers or {}), success=dict(success or {200: "OK"}), errors=dict(errors or {}))
         default_status = next(iter(op.success))
 
         def decorate(view: Callable[..., Any]) -> Callable[..., Any]:

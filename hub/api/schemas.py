@@ -85,8 +85,18 @@ class AccountCreateSchema(Strict):
 
 
 class BalancesSchema(Schema):
-    carbon_g = fields.Integer(required=True, metadata={"description": "Carbon credited, grams CO2e."})
+    carbon_g = fields.Integer(required=True, metadata={"description": "Carbon the user holds, grams CO2e: "
+                                                                      "credited, not retired nor aggregated."})
     points = fields.Integer(required=True, metadata={"description": "Points balance."})
+
+
+class CarbonSummarySchema(Schema):
+    held_g = fields.Integer(required=True, metadata={"description": "Grams the user holds (= balances.carbon_g)."})
+    retired_g = fields.Integer(required=True, metadata={"description": "Grams the user retired (neutralisations)."})
+    aggregated_g = fields.Integer(required=True, metadata={"description": "Grams pooled for a carbon exchange "
+                                                                         "(aggregations), net of corrections."})
+    lifetime_g = fields.Integer(required=True, metadata={
+        "description": "Every gram credited and not reversed: held_g + retired_g + aggregated_g."})
 
 
 class AccountSchema(Schema):
@@ -95,6 +105,8 @@ class AccountSchema(Schema):
     opened_at = fields.DateTime(required=True)
     status = fields.String(required=True, metadata={"example": "open"})
     balances = fields.Nested(BalancesSchema, required=True)
+    carbon = fields.Nested(CarbonSummarySchema, required=True,
+                           metadata={"description": "The user's carbon over its life: held, retired, aggregated."})
 
 
 # --- consents -----------------------------------------------------------------------
@@ -320,6 +332,13 @@ class ScenarioMethodologySchema(Schema):
     approved_versions = fields.List(fields.String(), required=True)
 
 
+class ScenarioCampaignSchema(Schema):
+    id = fields.String(required=True)
+    multiplier_pct = fields.Integer(required=True, metadata={"description": "200 doubles the rule's points."})
+    from_ = fields.Date(data_key="from", required=True, attribute="from")
+    to = fields.Date(required=True)
+
+
 class ScenarioSchema(Schema):
     id = fields.String(required=True)
     title = fields.String(required=True)
@@ -332,6 +351,11 @@ class ScenarioSchema(Schema):
     cap_subject = fields.String(allow_none=True, metadata={
         "description": "What per_subject caps count by (an attribute such as bill_account), or null."})
     points = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    campaigns = fields.List(fields.Nested(ScenarioCampaignSchema), required=True,
+                            metadata={"description": "Campaigns multiplying the points rule, by local day of the act."})
+    point_caps = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True,
+                             metadata={"description": "Most points a user earns here per day, ISO week, month "
+                                                      "(max_per_day, max_per_week, max_per_month)."})
 
 
 class FactorValueSchema(Schema):

@@ -250,3 +250,5 @@ def carbonhub_evaluate_rewards(ctx, behaviour, reduction, scenario_config):
     if not points:
         return []
     return [PointGrant(points=points, rule=f"{PLUGIN}:e-boarding", detail="boarded with an e-boarding pass")]
+
+from .benefits import *  # noqa: E402,F401,F403  (the benefit exchange hooks, see benefits.py)

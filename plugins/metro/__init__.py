@@ -107,3 +107,5 @@ def carbonhub_validate_behaviour(ctx, behaviour):
         problems.append(Problem("same_station", "Entry and exit at the same station is not a trip.",
                                 "exit_station"))
     return problems
+
+from .benefits import *  # noqa: E402,F401,F403  (the benefit exchange hooks, see benefits.py)

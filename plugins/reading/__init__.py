@@ -121,3 +121,5 @@ def carbonhub_validate_behaviour(ctx, behaviour):
                         f"{pages_read:.0f} pages in {a['reading_seconds']} s of reading is faster than "
                         f"{MAX_PAGES_PER_HOUR} pages an hour.", "reading_seconds")]
     return []
+
+from .benefits import *  # noqa: E402,F401,F403  (the benefit exchange hooks, see benefits.py)

@@ -125,3 +125,5 @@ def carbonhub_validate_behaviour(ctx, behaviour):
     if (local.year, local.month) < (year, month):
         return [Problem("paid_before_period", "The bill was paid before its billing period began.", "paid_at")]
     return []
+
+from .benefits import *  # noqa: E402,F401,F403  (the benefit exchange hooks, see benefits.py)

@@ -1,0 +1,69 @@
+"""The hub's scheduled jobs on APScheduler 3 (points expiry, stale redemption holds).
+
+:func:`build_scheduler` adds the jobs to a scheduler (a ``BackgroundScheduler``
+by default) without starting it; the process that runs jobs starts it. Each
+job is also a command (``carbonhub points expire``, ``carbonhub redemptions
+void-stale``) and a plain function, so an operator can run it by hand. Both
+jobs take the ledger lock for each batch, so two processes running them at
+once only wait for each other: no point is expired or refunded twice.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Callable
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
+
+from . import db
+
+if TYPE_CHECKING:
+    from .core import Hub
+
+log = logging.getLogger("carbonhub.jobs")
+
+
+def _in_own_connection(job: Callable[[], Any]) -> Any:
+    """Run ``job`` with a database connection for this thread, closed afterwards if opened here."""
+    opened = db.database.is_closed()
+    if opened:
+        db.database.connect()
+    try:
+        return job()
+    finally:
+        if opened and not db.database.is_closed():
+            db.database.close()
+
+
+def expire_points(hub: "Hub") -> dict[str, int]:
+    """The points-expiry job: post every expired lot remainder to ``@expired``."""
+    from .lots import expire_due
+
+    result = _in_own_connection(lambda: expire_due(hub))
+    if result.lots:
+        log.info("expired %s pts from %s lot(s)", result.points, result.lots)
+    return result.as_dict()
+
+
+def void_stale_holds(hub: "Hub") -> dict[str, int]:
+    """The stale-holds job: void redemption holds older than their deadline and refund them."""
+    voided = _in_own_connection(lambda: hub.exchange.void_stale())
+    if voided:
+        log.warning("voided %s redemption hold(s) past their deadline", len(voided))
+    return {"voided": len(voided)}
+
+
+def build_scheduler(hub: "Hub", scheduler: BaseScheduler | None = None) -> BaseScheduler:
+    """Add the hub's jobs to ``scheduler`` (a new ``BackgroundScheduler`` by default); not started.
+
+    Intervals come from config: ``rewards.expire_every_s`` and
+    ``redemptions.void_stale_every_s``. A job never runs twice at once in one
+    scheduler (``max_instances=1``) and missed runs are coalesced into one.
+    """
+    scheduler = scheduler or BackgroundScheduler(timezone=hub.settings.timezone)
+    common = {"max_instances": 1, "coalesce": True, "replace_existing": True, "args": [hub]}
+    scheduler.add_job(expire_points, "interval", seconds=hub.settings.rewards.expire_every_s,
+                      id="points-expiry", name="expire point lots", **common)
+    scheduler.add_job(void_stale_holds, "interval", seconds=hub.settings.redemptions.void_stale_every_s,
+                      id="redemptions-void-stale", name="void stale redemption holds", **common)
+    return scheduler
