@@ -201,6 +201,29 @@ def ledger_reverse(ctx: click.Context, seq: int, reason: str) -> None:
 
 
 @main.command()
+@click.option("--once", is_flag=True, help="Run every job once now, print what each did, and exit.")
+@click.pass_context
+def worker(ctx: click.Context, once: bool) -> None:
+    """Run the scheduled jobs: points expiry, stale redemption holds, monthly aggregation."""
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    from .scheduler import build_scheduler
+
+    hub = _hub(ctx)
+    if once:
+        scheduler = build_scheduler(hub)
+        _echo_json({job.id: job.func(*job.args) for job in scheduler.get_jobs()})
+        return
+    scheduler = build_scheduler(hub, BlockingScheduler(timezone=hub.settings.timezone))
+    for job in scheduler.get_jobs():
+        click.echo(f"job {job.id}: {job.trigger}", err=True)
+    try:
+        scheduler.start()  # until interrupted
+    except (KeyboardInterrupt, SystemExit):
+        pass
+
+
+@main.command()
 @click.option("--exchange", required=True, help="An exchange under [aggregation.exchanges].")
 @click.option("--period", metavar="YYYY-MM", help="The month of the acts (bank time zone); default: last month.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")

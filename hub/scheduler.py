@@ -1,4 +1,4 @@
-"""The hub's scheduled jobs on APScheduler 3 (points expiry, stale redemption holds).
+"""The hub's scheduled jobs on APScheduler 3 (points expiry, stale redemption holds, aggregation).
 
 :func:`build_scheduler` adds the jobs to a scheduler (a ``BackgroundScheduler``
 by default) without starting it; the process that runs jobs starts it. Each
@@ -53,6 +53,23 @@ def void_stale_holds(hub: "Hub") -> dict[str, int]:
     return {"voided": len(voided)}
 
 
+def aggregate_settled(hub: "Hub") -> dict[str, Any]:
+    """The daily aggregation job: pool last month for each exchange once it has settled
+    (``aggregation.settle_days``); later runs of the same month change nothing."""
+    from .aggregation import aggregate_due
+
+    done = _in_own_connection(lambda: aggregate_due(hub))
+    created = [a["id"] for a in done if a.get("created")]
+    if created:
+        log.info("aggregated %s", ", ".join(created))
+    return {"aggregations": len(done), "created": len(created)}
+
+
+JOBS: dict[str, Callable[["Hub"], Any]] = {"points-expiry": expire_points,
+                                           "redemptions-void-stale": void_stale_holds,
+                                           "aggregation": aggregate_settled}
+
+
 def build_scheduler(hub: "Hub", scheduler: BaseScheduler | None = None) -> BaseScheduler:
     """Add the hub's jobs to ``scheduler`` (a new ``BackgroundScheduler`` by default); not started.
 
@@ -66,4 +83,7 @@ def build_scheduler(hub: "Hub", scheduler: BaseScheduler | None = None) -> BaseS
                       id="points-expiry", name="expire point lots", **common)
     scheduler.add_job(void_stale_holds, "interval", seconds=hub.settings.redemptions.void_stale_every_s,
                       id="redemptions-void-stale", name="void stale redemption holds", **common)
+    if hub.settings.aggregation.exchanges:  # at 03:00 local time: after the day's pushes, before the office opens
+        scheduler.add_job(aggregate_settled, "cron", hour=3, minute=0, id="aggregation",
+                          name="aggregate settled months", **common)
     return scheduler

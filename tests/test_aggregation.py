@@ -572,3 +572,13 @@ def test_cli_aggregate(tmp_path, database_url, hub, people, october):
     assert code == 2 and "--period" in out
     code, out = run("ledger", "verify")
     assert code == 0 and "ledger ok" in out
+
+
+def test_the_scheduler_aggregates_settled_months_daily(hub, clock, people, october):
+    from hub.scheduler import build_scheduler
+
+    job = {j.id: j for j in build_scheduler(hub).get_jobs()}["aggregation"]
+    assert str(job.trigger).startswith("cron[hour='3', minute='0']")
+    clock.current = datetime(2026, 11, 4, 3, 0, tzinfo=SHANGHAI)
+    assert job.func(*job.args) == {"aggregations": 2, "created": 2}
+    assert job.func(*job.args) == {"aggregations": 2, "created": 0}  # the next night: nothing new

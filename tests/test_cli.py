@@ -205,3 +205,11 @@ def test_verify_anchor_catches_a_rewritten_tail(cli):
     broken = cli("ledger", "verify", "--anchor", anchor, code=1)
     assert f"seq {seq}: anchored transaction is missing" in broken
     assert "is not SEQ:HASH" in cli("ledger", "verify", "--anchor", "12:abc", code=2)
+
+
+def test_worker_once_runs_every_scheduled_job(cli):
+    cli("demo")
+    out = json.loads(cli("worker", "--once"))
+    # Nothing is due right after the demo: nothing expires, no hold is stale.
+    assert out["points-expiry"]["lots"] == 0 and out["redemptions-void-stale"] == {"voided": 0}
+    assert "aggregation" not in out  # this config names no exchange
