@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from api_helpers import auth, open_account, push
 from conftest import shipped_config
+from scenario_helpers import contains, fixture_loader, verdict, with_account
 
 from hub import db
 from hub.ledger import user_carbon, user_points
@@ -43,21 +44,7 @@ WORKED_KM, WORKED_G = 1733, 20865  # 1733 × 20 × 0.602 = 20865.32
 SECRETS = {"xiamenair": "xiamenair-secret-0123456789", "ctrip": "ctrip-secret-0123456789"}  # conftest's default
 
 
-def load(name: str):
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
-
-
-def with_account(record: dict, account_id: str) -> dict:
-    """The record with "{account}" replaced, also inside nested objects."""
-    return json.loads(json.dumps(record).replace('"{account}"', json.dumps(account_id)))
-
-
-def verdict(outcome) -> tuple[str, str | None, str | None]:
-    """(status, reason, field) of a record: the record's own problem, else its behaviour's."""
-    if outcome.reason:
-        return outcome.status, outcome.reason, outcome.field
-    (b,) = outcome.behaviours
-    return outcome.status, b.reason, b.field
+load = fixture_loader(FIXTURES)
 
 
 def table() -> dict[str, dict]:
@@ -430,16 +417,6 @@ def doc_text() -> str:
 
 def doc_json_blocks() -> list:
     return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", doc_text(), re.S)]
-
-
-def contains(documented, actual) -> bool:
-    """Whether everything the (abridged) documentation shows is in the actual value."""
-    if isinstance(documented, dict):
-        return isinstance(actual, dict) and all(k in actual and contains(v, actual[k]) for k, v in documented.items())
-    if isinstance(documented, list):
-        return isinstance(actual, list) and len(documented) == len(actual) and all(
-            contains(d, a) for d, a in zip(documented, actual))
-    return documented == actual
 
 
 def test_docs_worked_example_is_the_tested_flight(hub, account):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 from api_helpers import auth, open_account, push
 from conftest import shipped_config
+from scenario_helpers import contains, fixture_loader, json_blocks, verdict, with_account
 
 from hub import db
 from hub.ledger import user_carbon, user_points
@@ -32,20 +32,7 @@ PARTNER = "hellobike"
 SECRET = "hellobike-secret-0123456789"  # conftest's test secret for every configured partner
 
 
-def load(name: str):
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
-
-
-def with_account(record: dict, account_id: str) -> dict:
-    return {k: (account_id if v == "{account}" else v) for k, v in record.items()}
-
-
-def verdict(outcome) -> tuple[str, str | None, str | None]:
-    """(status, reason, field) of a record: the record's own problem, else its behaviour's."""
-    if outcome.reason:
-        return outcome.status, outcome.reason, outcome.field
-    (b,) = outcome.behaviours
-    return outcome.status, b.reason, b.field
+load = fixture_loader(FIXTURES)
 
 
 def points(grams: int) -> int:
@@ -288,18 +275,7 @@ def test_worked_example_through_a_signed_push(client, hub, clock):
 
 
 def doc_json_blocks() -> list:
-    text = (ROOT / "docs" / "scenarios" / "bike.md").read_text(encoding="utf-8")
-    return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", text, re.S)]
-
-
-def contains(documented, actual) -> bool:
-    """Whether everything the (abridged) documentation shows is in the actual value."""
-    if isinstance(documented, dict):
-        return isinstance(actual, dict) and all(k in actual and contains(v, actual[k]) for k, v in documented.items())
-    if isinstance(documented, list):
-        return isinstance(actual, list) and len(documented) == len(actual) and all(
-            contains(d, a) for d, a in zip(documented, actual))
-    return documented == actual
+    return json_blocks(ROOT / "docs" / "scenarios" / "bike.md")
 
 
 def test_docs_worked_example_is_the_tested_ride(hub, account):

@@ -9,9 +9,7 @@ Wuhan 212.5 g per ride (flat fare, no tap-off), never read back from the code.
 """
 from __future__ import annotations
 
-import json
 import math
-import re
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +17,7 @@ from pathlib import Path
 import pytest
 from api_helpers import auth, push
 from conftest import shipped_config
+from scenario_helpers import contains, fixture_loader, json_blocks, verdict, with_account
 
 from hub import db
 from hub.ledger import user_carbon, user_points
@@ -32,20 +31,7 @@ WUHAN_G_PER_RIDE = Decimal("212.5")  # Wuhan carbon-inclusion scheme, reported 2
 PARTNER = {"shenzhen": "szbus", "wuhan": "whbus"}
 
 
-def load(name: str):
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
-
-
-def with_account(record: dict, account_id: str) -> dict:
-    return {k: (account_id if v == "{account}" else v) for k, v in record.items()}
-
-
-def verdict(outcome) -> tuple[str, str | None, str | None]:
-    """(status, reason, field) of a record: the record's own problem, else its behaviour's."""
-    if outcome.reason:
-        return outcome.status, outcome.reason, outcome.field
-    (b,) = outcome.behaviours
-    return outcome.status, b.reason, b.field
+load = fixture_loader(FIXTURES)
 
 
 def expected_grams(record: dict) -> int:
@@ -316,18 +302,7 @@ def test_worked_examples_through_the_http_api(hub, account, clock, client, partn
 
 
 def doc_json_blocks() -> list:
-    text = (ROOT / "docs" / "scenarios" / "bus.md").read_text(encoding="utf-8")
-    return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", text, re.S)]
-
-
-def contains(documented, actual) -> bool:
-    """Whether everything the (abridged) documentation shows is in the actual value."""
-    if isinstance(documented, dict):
-        return isinstance(actual, dict) and all(k in actual and contains(v, actual[k]) for k, v in documented.items())
-    if isinstance(documented, list):
-        return isinstance(actual, list) and len(documented) == len(actual) and all(
-            contains(d, a) for d, a in zip(documented, actual))
-    return documented == actual
+    return json_blocks(ROOT / "docs" / "scenarios" / "bus.md")
 
 
 def test_docs_worked_examples_are_the_tested_rides(hub, account):

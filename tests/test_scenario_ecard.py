@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -20,9 +19,9 @@ from pathlib import Path
 import pytest
 from api_helpers import auth, error_of, open_account, push
 from conftest import SECRETS, shipped_config
+from scenario_helpers import contains, fixture_loader, json_blocks, Recorder, verdict, with_account
 
 from hub import db
-from hub.hookspecs import hookimpl
 from hub.ledger import user_carbon, user_points
 from plugins.cardnumbers import looks_like_pan
 
@@ -37,33 +36,7 @@ PVC_CARD_G = math.floor(Decimal("5.07") * Decimal("4.1") + 10)
 CARD_CENTRE_SECRET = SECRETS["CARBONHUB_SECRET_CARDCENTRE"]
 
 
-def load(name: str):
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
-
-
-def with_account(record: dict, account_id: str) -> dict:
-    return {k: (account_id if v == "{account}" else v) for k, v in record.items()}
-
-
-def verdict(outcome) -> tuple[str, str | None, str | None]:
-    """(status, reason, field) of a record: the record's own problem, else its behaviour's."""
-    if outcome.reason:
-        return outcome.status, outcome.reason, outcome.field
-    (b,) = outcome.behaviours
-    return outcome.status, b.reason, b.field
-
-
-class Recorder:
-    """A notification plugin: keeps every transaction the hub announces."""
-
-    CARBONHUB_API = "1.0"
-
-    def __init__(self):
-        self.transactions = []
-
-    @hookimpl
-    def carbonhub_transaction_posted(self, ctx, transaction):
-        self.transactions.append(transaction)
+load = fixture_loader(FIXTURES)
 
 
 @pytest.fixture
@@ -367,24 +340,13 @@ def test_plastic_card_ordered_later_is_reversed_by_the_operator(client, hub, clo
 
 
 def doc_json_blocks() -> list:
-    text = (ROOT / "docs" / "scenarios" / "ecard.md").read_text(encoding="utf-8")
-    return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", text, re.S)]
+    return json_blocks(ROOT / "docs" / "scenarios" / "ecard.md")
 
 
 def test_docs_worked_example_is_the_tested_card(account):
     example, notice = doc_json_blocks()[:2]
     assert dict(example, account_id=account.id) == issued(account.id)
     assert dict(notice, account_id="{account}") == load("bad.json")[9]["record"]
-
-
-def contains(documented, actual) -> bool:
-    """Whether everything the (abridged) documentation shows is in the actual value."""
-    if isinstance(documented, dict):
-        return isinstance(actual, dict) and all(k in actual and contains(v, actual[k]) for k, v in documented.items())
-    if isinstance(documented, list):
-        return isinstance(actual, list) and len(documented) == len(actual) and all(
-            contains(d, a) for d, a in zip(documented, actual))
-    return documented == actual
 
 
 def test_docs_push_response(hub, account):

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from api_helpers import auth, push
 from conftest import shipped_config
+from scenario_helpers import contains, fixture_loader, json_blocks, verdict, with_account
 
 from hub import db
 from hub.ledger import user_carbon, user_points
@@ -29,20 +29,7 @@ CONSENT_AT = datetime(2020, 7, 1, tzinfo=CST)
 GRAMS_PER_STATEMENT = 24  # CITIC carbon account methodology, 2022 (docs/scenarios/estatement.md)
 
 
-def load(name: str):
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
-
-
-def with_account(record: dict, account_id: str) -> dict:
-    return {k: (account_id if v == "{account}" else v) for k, v in record.items()}
-
-
-def verdict(outcome) -> tuple[str, str | None, str | None]:
-    """(status, reason, field) of a record: the record's own problem, else its behaviour's."""
-    if outcome.reason:
-        return outcome.status, outcome.reason, outcome.field
-    (b,) = outcome.behaviours
-    return outcome.status, b.reason, b.field
+load = fixture_loader(FIXTURES)
 
 
 @pytest.fixture
@@ -173,8 +160,7 @@ def test_viewed_before_cycle_uses_local_month(hub, account):
 
 
 def doc_json_blocks() -> list:
-    text = (ROOT / "docs" / "scenarios" / "estatement.md").read_text(encoding="utf-8")
-    return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", text, re.S)]
+    return json_blocks(ROOT / "docs" / "scenarios" / "estatement.md")
 
 
 def test_docs_worked_example_is_the_tested_statement(account):
@@ -191,16 +177,6 @@ def test_docs_view_log_example_and_its_duplicate_answer(hub, account):
     documented = json.loads(json.dumps(next(b for b in doc_json_blocks() if "batch" in b), ensure_ascii=False)
                             .replace("bhv_…", credited.behaviours[0].id))
     assert contains(documented, actual), (documented, actual)
-
-
-def contains(documented, actual) -> bool:
-    """Whether everything the (abridged) documentation shows is in the actual value."""
-    if isinstance(documented, dict):
-        return isinstance(actual, dict) and all(k in actual and contains(v, actual[k]) for k, v in documented.items())
-    if isinstance(documented, list):
-        return isinstance(actual, list) and len(documented) == len(actual) and all(
-            contains(d, a) for d, a in zip(documented, actual))
-    return documented == actual
 
 
 def test_docs_sample_batch(hub, account):

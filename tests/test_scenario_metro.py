@@ -11,9 +11,7 @@ transaction format) report rides too; the same ride from both is credited once.
 """
 from __future__ import annotations
 
-import json
 import math
-import re
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -21,6 +19,7 @@ from pathlib import Path
 import pytest
 from api_helpers import auth, push
 from conftest import shipped_config
+from scenario_helpers import contains, fixture_loader, json_blocks, Recorder, verdict, with_account
 
 from hub import db
 from hub.config import load_settings
@@ -40,33 +39,7 @@ DECEMBER = datetime(2026, 12, 8, 12, 0, tzinfo=CST)  # the hub's clock once 2026
 MID = "metro-avoided-car"
 
 
-def load(name: str):
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
-
-
-def with_account(record: dict, account_id: str) -> dict:
-    return {k: (account_id if v == "{account}" else v) for k, v in record.items()}
-
-
-def verdict(outcome) -> tuple[str, str | None, str | None]:
-    """(status, reason, field) of a record: the record's own problem, else its behaviour's."""
-    if outcome.reason:
-        return outcome.status, outcome.reason, outcome.field
-    (b,) = outcome.behaviours
-    return outcome.status, b.reason, b.field
-
-
-class Recorder:
-    """A notification plugin: keeps every transaction the hub announces."""
-
-    CARBONHUB_API = "1.0"
-
-    def __init__(self):
-        self.transactions = []
-
-    @hookimpl
-    def carbonhub_transaction_posted(self, ctx, transaction):
-        self.transactions.append(transaction)
+load = fixture_loader(FIXTURES)
 
 
 class WeekendBonus:
@@ -511,18 +484,7 @@ def test_worked_examples_through_the_http_api(hub, account, clock, client, partn
 
 
 def doc_json_blocks() -> list:
-    text = (ROOT / "docs" / "scenarios" / "metro.md").read_text(encoding="utf-8")
-    return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", text, re.S)]
-
-
-def contains(documented, actual) -> bool:
-    """Whether everything the (abridged) documentation shows is in the actual value."""
-    if isinstance(documented, dict):
-        return isinstance(actual, dict) and all(k in actual and contains(v, actual[k]) for k, v in documented.items())
-    if isinstance(documented, list):
-        return isinstance(actual, list) and len(documented) == len(actual) and all(
-            contains(d, a) for d, a in zip(documented, actual))
-    return documented == actual
+    return json_blocks(ROOT / "docs" / "scenarios" / "metro.md")
 
 
 def test_docs_worked_example_is_the_tested_ride(hub, account):

@@ -9,9 +9,7 @@ down per milestone; points by the shipped rule per_kg = 20, bonus = 1.
 """
 from __future__ import annotations
 
-import json
 import math
-import re
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +17,7 @@ from pathlib import Path
 import pytest
 from api_helpers import auth, open_account, push
 from conftest import shipped_config
+from scenario_helpers import fixture_loader, json_blocks, with_account
 
 from hub import db
 from hub.ledger import user_carbon, user_points
@@ -45,12 +44,7 @@ def points(grams: int) -> int:
     return grams * 20 // 1000 + 1  # shipped rule: per_kg = 20, bonus = 1
 
 
-def load(name: str):
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
-
-
-def with_account(record: dict, account_id: str) -> dict:
-    return {k: (account_id if v == "{account}" else v) for k, v in record.items()}
+load = fixture_loader(FIXTURES)
 
 
 def verdict(outcome) -> tuple[str, str | None, str | None]:
@@ -334,8 +328,7 @@ def test_worked_example_through_a_signed_push(client, hub, clock):
 
 
 def doc_json_blocks() -> list:
-    text = (ROOT / "docs" / "scenarios" / "reading.md").read_text(encoding="utf-8")
-    return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", text, re.S)]
+    return json_blocks(ROOT / "docs" / "scenarios" / "reading.md")
 
 
 def test_docs_worked_example_is_the_tested_report(account):

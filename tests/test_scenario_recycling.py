@@ -15,9 +15,7 @@ Points: shipped rule per_kg = 10, bonus = 5.
 """
 from __future__ import annotations
 
-import json
 import math
-import re
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -25,6 +23,7 @@ from pathlib import Path
 import pytest
 from api_helpers import auth, open_account, push
 from conftest import shipped_config
+from scenario_helpers import fixture_loader, json_blocks, with_account
 
 from hub import db
 from hub.ledger import user_carbon, user_points
@@ -43,12 +42,7 @@ BOOK = Decimal(1000) * Decimal("0.5")
 CACE_FROM = datetime(2023, 10, 1, tzinfo=CST)  # local midnight: 2023.1 in force
 
 
-def load(name: str):
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
-
-
-def with_account(record: dict, account_id: str) -> dict:
-    return {k: (account_id if v == "{account}" else v) for k, v in record.items()}
+load = fixture_loader(FIXTURES)
 
 
 def verdict(outcome) -> tuple[str, str | None, str | None]:
@@ -423,8 +417,7 @@ def test_worked_example_through_a_signed_push(client, hub, clock):
 
 
 def doc_json_blocks() -> list:
-    text = (ROOT / "docs" / "scenarios" / "recycling.md").read_text(encoding="utf-8")
-    return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", text, re.S)]
+    return json_blocks(ROOT / "docs" / "scenarios" / "recycling.md")
 
 
 def test_docs_worked_example_is_the_tested_item(account):

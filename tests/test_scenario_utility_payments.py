@@ -10,13 +10,13 @@ through a signed HTTP push. Expected grams come from the published factor
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from api_helpers import auth, open_account, push
 from conftest import shipped_config
+from scenario_helpers import fixture_loader, json_blocks, verdict, with_account
 
 from hub import db
 from hub.ledger import user_carbon, user_points
@@ -30,20 +30,7 @@ POINTS = 9  # 89 × 100 // 1000 + 1
 BILLER, NETWORK = "sgcc", "unionpay"
 
 
-def load(name: str):
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
-
-
-def with_account(record: dict, account_id: str) -> dict:
-    return {k: (account_id if v == "{account}" else v) for k, v in record.items()}
-
-
-def verdict(outcome) -> tuple[str, str | None, str | None]:
-    """(status, reason, field) of a record: the record's own problem, else its behaviour's."""
-    if outcome.reason:
-        return outcome.status, outcome.reason, outcome.field
-    (b,) = outcome.behaviours
-    return outcome.status, b.reason, b.field
+load = fixture_loader(FIXTURES)
 
 
 @pytest.fixture
@@ -255,8 +242,7 @@ def test_worked_example_through_signed_pushes(client, hub, clock):
 
 
 def doc_json_blocks() -> list:
-    text = (ROOT / "docs" / "scenarios" / "utility_payments.md").read_text(encoding="utf-8")
-    return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", text, re.S)]
+    return json_blocks(ROOT / "docs" / "scenarios" / "utility_payments.md")
 
 
 def test_docs_worked_example_is_the_tested_payment(account):
