@@ -42,7 +42,7 @@ import time
 import types
 from collections import Counter
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from hub import codes, db
 from hub.config import load_settings
@@ -135,11 +135,23 @@ def _process(url: str, stock: int, attempts: list[tuple[str, str]], barrier: Any
 
 
 def run_exchange(url: str, stock: int, shares: list[list[tuple[str, str]]], processes: bool) -> tuple[float, Counter]:
-    total: Counter = Counter()
     if processes:
+        return _fan_out(shares, process=(_process, (url, stock)))
+    hub = _hub(url, stock)
+    return _fan_out(shares, thread=lambda share: _redeem_all(hub, share))
+
+
+def _fan_out(shares: list[list[tuple[str, str]]], *, process: tuple[Callable[..., None], tuple] | None = None,
+             thread: Callable[[list[tuple[str, str]]], Counter] | None = None) -> tuple[float, Counter]:
+    """Run one worker per share, all at once: processes (``process``: target and its leading
+    arguments; it waits on the barrier, then puts its counts on the queue) or threads
+    (``thread``: returns its counts). Returns the wall time from the common start and the totals."""
+    total: Counter = Counter()
+    if process is not None:
+        target, args = process
         ctx = multiprocessing.get_context("spawn")
         barrier, queue = ctx.Barrier(len(shares) + 1), ctx.Queue()
-        procs = [ctx.Process(target=_process, args=(url, stock, share, barrier, queue)) for share in shares]
+        procs = [ctx.Process(target=target, args=(*args, share, barrier, queue)) for share in shares]
         for p in procs:
             p.start()
         barrier.wait()
@@ -150,9 +162,8 @@ def run_exchange(url: str, stock: int, shares: list[list[tuple[str, str]]], proc
         for p in procs:
             p.join()
         return elapsed, total
-    hub = _hub(url, stock)
     results: list[Counter] = []
-    threads = [threading.Thread(target=lambda s=share: results.append(_redeem_all(hub, s))) for share in shares]
+    threads = [threading.Thread(target=lambda s=share: results.append(thread(s))) for share in shares]
     t0 = time.perf_counter()
     for t in threads:
         t.start()
@@ -257,33 +268,9 @@ def _baseline_process(target: str, attempts: list[tuple[str, str]], barrier: Any
 
 
 def run_baseline(target: str, shares: list[list[tuple[str, str]]], processes: bool) -> tuple[float, Counter]:
-    total: Counter = Counter()
     if processes:
-        ctx = multiprocessing.get_context("spawn")
-        barrier, queue = ctx.Barrier(len(shares) + 1), ctx.Queue()
-        procs = [ctx.Process(target=_baseline_process, args=(target, share, barrier, queue)) for share in shares]
-        for p in procs:
-            p.start()
-        barrier.wait()
-        t0 = time.perf_counter()
-        for _ in procs:
-            total.update(queue.get())
-        elapsed = time.perf_counter() - t0
-        for p in procs:
-            p.join()
-        return elapsed, total
-    results: list[Counter] = []
-    threads = [threading.Thread(target=lambda s=share: results.append(_baseline_attempts(target, s)))
-               for share in shares]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - t0
-    for r in results:
-        total.update(r)
-    return elapsed, total
+        return _fan_out(shares, process=(_baseline_process, (target,)))
+    return _fan_out(shares, thread=lambda share: _baseline_attempts(target, share))
 
 
 # --- the run -----------------------------------------------------------------------------------
