@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import Any, Mapping
 
 from hub import parsing
+from plugins import transit
 from hub.hookspecs import hookimpl
 from hub.records import Behaviour, MethodologySpec, Problem, RecordError, ScenarioSpec, fingerprint
 from methodologies import documents
@@ -54,13 +55,8 @@ def carbonhub_register_methodologies(ctx):
 def carbonhub_normalize_record(ctx, record):
     if SCENARIO not in record.scenarios:
         return None
-    p = record.payload
-    if "txn_id" in p:  # a card network's transit transaction: ours only when it paid a bus fare
-        mode = p.get("mode")
-        return [_ride(p, "txn_id")] if isinstance(mode, str) and mode.lower() == PAYMENT_MODE else None
-    if "tap_id" not in p and len(record.scenarios) > 1:
-        return None  # a partner of several scenarios: a record without a tap id is another plugin's
-    return [_ride(p, "tap_id")]
+    field = transit.id_field(record, "tap_id", PAYMENT_MODE)  # a card network's fares of every mode
+    return [_ride(record.payload, field)] if field else None
 
 
 def _ride(p: Mapping[str, Any], id_field: str) -> Behaviour:
