@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from connectors.base import Binding
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates, validates_schema
 
 DEFAULT_CONFIG = Path("config/hub.toml")
@@ -207,6 +208,16 @@ class RedemptionsSchema(_Strict):
     void_stale_every_s = fields.Integer(strict=True, load_default=60, validate=validate.Range(5, 86_400))
 
 
+class ConnectorBindingSchema(_Strict):
+    """``[connectors.<name>]``: a registered connector switched on for one partner."""
+
+    connector = fields.String(required=True, validate=_ID)
+    partner = fields.String(required=True, validate=_ID)
+    enabled = fields.Boolean(load_default=True)
+    every_s = fields.Integer(strict=True, load_default=300, validate=validate.Range(10, 7 * 86_400))
+    options = fields.Dict(keys=fields.String(), load_default=dict)
+
+
 class ConfigSchema(_Strict):
     hub = fields.Nested(HubSchema, load_default=lambda: HubSchema().load({}))
     plugins = fields.Nested(PluginsSchema, load_default=lambda: {"block": []})
@@ -218,6 +229,7 @@ class ConfigSchema(_Strict):
     benefits = _keyed(BenefitSchema)
     redemptions = fields.Nested(RedemptionsSchema, load_default=lambda: RedemptionsSchema().load({}))
     aggregation = fields.Nested(AggregationSchema, load_default=lambda: AggregationSchema().load({}))
+    connectors = _keyed(ConnectorBindingSchema)
 
     @post_load
     def _defaults(self, data: dict, **_: Any) -> dict:
@@ -353,6 +365,7 @@ class Settings:
     benefits: Mapping[str, BenefitConfig] = field(default_factory=dict)
     redemptions: RedemptionsConfig = field(default_factory=RedemptionsConfig)
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)
+    connectors: Mapping[str, Any] = field(default_factory=dict)  # name -> connectors.base.Binding
     _file_secrets: dict[str, str] | None = None
 
     def secret(self, env_name: str) -> str | None:
@@ -399,6 +412,10 @@ class Settings:
                                                  "user_share_percent": e.user_share_percent,
                                                  "points_per_fen": e.points_per_fen}
                                           for e in self.aggregation.exchanges.values()}},
+            # Secret options name environment variables; their values are never shown here.
+            "connectors": {b.name: {"connector": b.connector, "partner": b.partner, "enabled": b.enabled,
+                                    "every_s": b.every_s, "options": dict(b.options)}
+                           for b in self.connectors.values()},
         }
 
 
@@ -487,9 +504,12 @@ def load_settings(path: str | os.PathLike | None = None, *, data: Mapping[str, A
             reports_dir=Path(loaded["aggregation"]["reports_dir"]),
             settle_days=loaded["aggregation"]["settle_days"],
             exchanges={xid: Exchange(id=xid, **x) for xid, x in loaded["aggregation"]["exchanges"].items()}),
+        connectors={name: Binding(name=name, **b) for name, b in loaded["connectors"].items()},
     )
     errors = [(f"partners.{p.id}.scenarios", f"Scenario {s!r} is not configured under [scenarios].")
               for p in settings.partners.values() for s in p.scenarios if s not in settings.scenarios]
+    errors += [(f"connectors.{b.name}.partner", f"Partner {b.partner!r} is not configured under [partners].")
+               for b in settings.connectors.values() if b.partner not in settings.partners]
     if errors:
         raise ConfigError(source, errors)
     return settings

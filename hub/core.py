@@ -38,6 +38,9 @@ class Hub:
         self.pipeline = Pipeline(self)
         self.exchange = Exchange(self)
         self.ctx.benefits = BenefitServices(self.exchange)
+        from connectors.registry import Connectors  # connectors build on the hub's services
+
+        self.connectors = Connectors(self)
 
     def _cap_errors(self, sid: str, conf: Any, mid: str) -> list[tuple[str, str]]:
         """Config caps that could never apply: looser than the methodology's own

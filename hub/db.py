@@ -415,6 +415,81 @@ class VoucherCode(BaseModel):
         indexes = ((("benefit", "code"), True),)
 
 
+class ConnectorState(BaseModel):
+    """Where a connector's stream has read up to: saved with the inbox rows it covers."""
+
+    connector = pw.CharField(max_length=64)
+    stream = pw.CharField(max_length=64)
+    cursor = pw.CharField(max_length=64, null=True)  # ISO-8601, never past the run's start ("now")
+    updated_at = pw.DateTimeField()
+
+    class Meta:
+        primary_key = pw.CompositeKey("connector", "stream")
+
+
+class ConnectorRun(BaseModel):
+    """One run of a connector stream (a pull) or one file import: when, how far, what came of it."""
+
+    id = pw.BigAutoField()
+    connector = pw.CharField(max_length=64)
+    stream = pw.CharField(max_length=64)
+    mode = pw.CharField(max_length=8)
+    started_at = pw.DateTimeField()
+    finished_at = pw.DateTimeField(null=True)
+    status = pw.CharField(max_length=16)  # running | ok | failed
+    pages = pw.IntegerField(default=0)
+    fetched = pw.IntegerField(default=0)
+    skipped = pw.IntegerField(default=0)  # already received (a re-read lookback window)
+    counts = JSONText(null=True)  # accepted / duplicate / rejected
+    cursor_from = pw.CharField(max_length=64, null=True)
+    cursor_to = pw.CharField(max_length=64, null=True)
+    error = JSONText(null=True)  # {kind, code, message}
+
+    class Meta:
+        indexes = ((("connector", "stream", "id"), False),)
+
+
+class StreamKey(BaseModel):
+    """A pulled record's primary key, so a re-read window skips what already reached the inbox."""
+
+    connector = pw.CharField(max_length=64)
+    stream = pw.CharField(max_length=64)
+    key = pw.CharField(max_length=200)
+    inbox_id = pw.CharField(max_length=40)
+
+    class Meta:
+        primary_key = pw.CompositeKey("connector", "stream", "key")
+
+
+class ImportFile(BaseModel):
+    """A partner file given to ``carbonhub import``: its hash, and how many rows are committed."""
+
+    id = pw.CharField(primary_key=True, max_length=40)
+    partner = pw.CharField(max_length=64)
+    sha256 = pw.CharField(max_length=64)
+    name = pw.CharField(max_length=255)
+    size = pw.BigIntegerField()
+    rows_done = pw.BigIntegerField(default=0)  # rows committed, so a resumed import starts after them
+    status = pw.CharField(max_length=16)  # running | done
+    counts = JSONText(null=True)
+    started_at = pw.DateTimeField()
+    finished_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("partner", "sha256"), False),)
+
+
+class PushNonce(BaseModel):
+    """A signature already used by a partner push: the same signed request is refused a second time."""
+
+    partner = pw.CharField(max_length=64)
+    signature = pw.CharField(max_length=64)
+    expires_at = pw.DateTimeField(index=True)
+
+    class Meta:
+        primary_key = pw.CompositeKey("partner", "signature")
+
+
 # Partial indexes: the lots still holding points, by account (spending) and by expiry (the expiry job).
 PointLot.add_index(PointLot.account, PointLot.expires_at, where=PointLot.remaining > 0)
 PointLot.add_index(PointLot.expires_at, where=PointLot.remaining > 0)
@@ -426,6 +501,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     LedgerTransaction, Posting, Balance, LedgerHead, UsageCounter,
     CarbonUse, Certificate, Aggregation, CarbonAdjustment,
     PointLot, PointsUsage, Redemption, BenefitStock, VoucherCode,
+    ConnectorState, ConnectorRun, StreamKey, ImportFile, PushNonce,
 )
 GENESIS_HASH = "0" * 64
 

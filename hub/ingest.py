@@ -22,7 +22,7 @@ from dataclasses import dataclass, field as dc_field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from itertools import islice
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from . import db, lots
 from .accounts import ConsentTimeline, existing_accounts, new_id, new_ids
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from .core import Hub
 
 log = logging.getLogger("carbonhub.ingest")
+# Called inside a chunk's transaction with (inbox_id, payload, status) per record.
+ChunkHook = Callable[[list[tuple[str, Any, str]]], None]
 DEFAULT_CHUNK = 1000
 
 # Reason codes set by the hub (plugins add their own through validators).
@@ -63,7 +65,23 @@ REASONS = {
     "zero_reduction": "The methodology gives no reduction for this act.",
     "methodology_failed": "The methodology's formula failed on this act; it is kept for replay.",
     "reward_failed": "A reward rule failed; the act is kept for replay, nothing was credited.",
+    "malformed_row": "A line of a partner file could not be read as a record (e.g. a wrong number of CSV cells).",
+    "malformed_json": "A line of a JSON Lines file is not JSON.",
 }
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A record a connector could not read or reshape (a bad line of a partner file).
+
+    Given among the payloads of :meth:`Pipeline.ingest`, it is stored in the inbox
+    as ``rejected`` with ``problem`` and never reaches the plugins; ``payload`` is
+    what the connector could read of it (e.g. the line's text). Replays skip it:
+    the partner resends the line.
+    """
+
+    payload: Any
+    problem: Problem
 
 
 @dataclass
@@ -163,6 +181,7 @@ class _Rec:
     items: list[_Item] = dc_field(default_factory=list)
     status: str | None = None  # record_status(), once the gate is done
     redact: tuple[str, ...] = ()  # payload fields the plugin said must not be stored (RecordError.redact)
+    unreadable: bool = False  # given as Unreadable: rejected before normalize, never replayed
 
 
 @dataclass
@@ -206,18 +225,44 @@ class Pipeline:
 
     def ingest(self, partner_id: str, payloads: Iterable[Mapping[str, Any]], *, source: str = "push",
                batch_id: str | None = None, keep_results: bool = True,
-               chunk_size: int = DEFAULT_CHUNK) -> BatchResult:
-        """Run partner records through the pipeline; each chunk commits atomically."""
+               chunk_size: int = DEFAULT_CHUNK, in_transaction: ChunkHook | None = None) -> BatchResult:
+        """Run partner records through the pipeline; each chunk commits atomically.
+
+        ``in_transaction(chunk)`` is called inside each chunk's database transaction,
+        after its rows are written, with ``(inbox_id, payload, status)`` per record:
+        a connector saves its cursor or file position there, so the position and
+        the inbox rows it covers commit together (or not at all).
+        """
         result = BatchResult(batch_id=batch_id or new_id("bat"))
         index = 0
         for chunk in _chunks(payloads, chunk_size):
-            now = self.hub.now()
-            recs = []
-            for payload, inbox_id in zip(chunk, new_ids("in", len(chunk))):
-                recs.append(_Rec(index=index, inbox_id=inbox_id, payload=payload, received_at=now, replay=False))
-                index += 1
-            self._process(partner_id, recs, result, source, keep_results)
+            recs = self._recs(chunk, index)
+            index += len(recs)
+            self._process(partner_id, recs, result, source, keep_results, in_transaction, outcomes=keep_results)
         return result
+
+    def ingest_chunks(self, partner_id: str, payloads: Iterable[Mapping[str, Any]], *, source: str,
+                      result: BatchResult, keep_results: bool = False, chunk_size: int = DEFAULT_CHUNK,
+                      in_transaction: ChunkHook | None = None) -> Iterator[list[RecordOutcome]]:
+        """Like :meth:`ingest`, yielding each committed chunk's outcomes (in order) as it goes.
+
+        ``result`` accumulates the counts; its ``records`` only when ``keep_results``.
+        Reading ``payloads`` lazily keeps memory flat for files of any size.
+        """
+        index = 0
+        for chunk in _chunks(payloads, chunk_size):
+            recs = self._recs(chunk, index)
+            index += len(recs)
+            yield self._process(partner_id, recs, result, source, keep_results, in_transaction, outcomes=True)
+
+    def _recs(self, chunk: list[Any], index: int) -> list[_Rec]:
+        now = self.hub.now()
+        recs = [_Rec(index=index + i, inbox_id=inbox_id, payload=payload, received_at=now, replay=False)
+                for i, (payload, inbox_id) in enumerate(zip(chunk, new_ids("in", len(chunk))))]
+        for rec in recs:
+            if type(rec.payload) is Unreadable:
+                rec.problem, rec.payload, rec.unreadable = rec.payload.problem, rec.payload.payload, True
+        return recs
 
     def replay(self, *, partner: str | None = None, reason: str | None = None,
                ids: Sequence[str] | None = None, limit: int | None = None) -> BatchResult:
@@ -232,8 +277,9 @@ class Pipeline:
             query = query.where(InboxRecord.id.in_(list(ids)))
         if limit:
             query = query.limit(limit)
-        # A record stored with redacted fields cannot become valid: the partner resends it.
-        rows = [row for row in query if not (row.detail or {}).get("redacted")]
+        # A record stored with redacted fields, or an unreadable line, cannot become valid: the partner resends it.
+        rows = [row for row in query
+                if not (row.detail or {}).get("redacted") and not (row.detail or {}).get("unreadable")]
         result = BatchResult(batch_id=new_id("rpl"))
         by_partner: dict[str, list[InboxRecord]] = defaultdict(list)
         for row in rows:
@@ -277,6 +323,8 @@ class Pipeline:
         ids = iter(new_ids("bhv", len(recs)))  # one per behaviour; new_id() if a record has several
         cache = _ChunkCache()
         for rec in recs:
+            if rec.unreadable:
+                continue
             raw = RawRecord(inbox_id=rec.inbox_id, partner=partner_id, payload=rec.payload,
                             received_at=rec.received_at, scenarios=partner.scenarios)
             try:
@@ -378,10 +426,14 @@ class Pipeline:
         return None
 
     def _process(self, partner_id: str, recs: list[_Rec], result: BatchResult, source: str,
-                 keep_results: bool) -> None:
+                 keep_results: bool, in_transaction: ChunkHook | None = None,
+                 outcomes: bool = True) -> list[RecordOutcome]:
         self._normalize(partner_id, recs)
         with database.atomic():
             posted = self._gate_and_write(partner_id, recs, source, result.batch_id)
+            if in_transaction is not None:
+                in_transaction([(rec.inbox_id, rec.payload, rec.status or record_status(rec)) for rec in recs])
+        done: list[RecordOutcome] = []
         for rec in recs:
             status = rec.status or record_status(rec)
             result.counts[status] += 1
@@ -393,11 +445,15 @@ class Pipeline:
                 if item.outcome.status == ACCEPTED:
                     result.grams += item.outcome.grams
                     result.points += item.outcome.points
-            if keep_results:
-                result.records.append(self._record_outcome(rec, status))
+            if outcomes:
+                outcome = self._record_outcome(rec, status)
+                done.append(outcome)
+                if keep_results:
+                    result.records.append(outcome)
         if posted and self.hub.pm.hook.carbonhub_transaction_posted.get_hookimpls():
             for tx in posted:
                 self.hub.notify("carbonhub_transaction_posted", transaction=tx)
+        return done
 
     @staticmethod
     def _record_outcome(rec: _Rec, status: str) -> RecordOutcome:
@@ -633,6 +689,8 @@ class Pipeline:
             detail_dict = problem.as_dict() if problem else None
             if rec.redact and detail_dict is not None:
                 detail_dict["redacted"] = list(rec.redact)  # such a record is never replayed: see replay()
+            if rec.unreadable and detail_dict is not None:
+                detail_dict["unreadable"] = True  # nor is this one
             detail = canonical_json(detail_dict) if detail_dict is not None else None
             if rec.replay:
                 inbox_old.append((rec.inbox_id, status, problem.code if problem else None, detail_dict,

@@ -19,7 +19,7 @@ from .records import BenefitSpec, ConnectorSpec, MethodologySpec, ScenarioSpec
 
 ENTRY_POINT_GROUP = "carbonhub.plugins"
 # The hub's own hook implementations (not partners): registered first, by name.
-DEFAULT_PLUGINS = ("hub.rewards",)
+DEFAULT_PLUGINS = ("hub.rewards", "connectors.builtin")
 log = logging.getLogger("carbonhub.plugins")
 
 

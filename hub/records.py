@@ -57,13 +57,21 @@ class MethodologySpec:
 
 @dataclass(frozen=True)
 class ConnectorSpec:
-    """A way partner data reaches the hub (``push``, ``pull`` or ``batch``)."""
+    """A way partner data reaches the hub (``push``, ``pull`` or ``batch``).
+
+    ``connector`` is the class the hub instantiates for each binding the bank
+    configures (``[connectors.<name>] connector = "<id>"``): a subclass of
+    :class:`connectors.webhook.PushConnector`, :class:`connectors.http_pull.HttpPullConnector`
+    or :class:`connectors.batch.BatchConnector` (see ``docs/partners.md``). ``mode``
+    must equal the class's mode.
+    """
 
     id: str
     mode: str
     partner_kind: str = ""
     scenarios: tuple[str, ...] = ()
     description: str = ""
+    connector: Any = None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The hub's scheduled jobs on APScheduler 3 (points expiry, stale redemption holds, aggregation).
+"""The hub's scheduled jobs on APScheduler 3 (pull connectors, points expiry, stale holds, aggregation).
 
 :func:`build_scheduler` adds the jobs to a scheduler (a ``BackgroundScheduler``
 by default) without starting it; the process that runs jobs starts it. Each
@@ -65,6 +65,15 @@ def aggregate_settled(hub: "Hub") -> dict[str, Any]:
     return {"aggregations": len(done), "created": len(created)}
 
 
+def pull_stream(hub: "Hub", connector: str, stream: str) -> dict[str, Any]:
+    """One scheduled run of a pull connector's stream (``carbonhub pull`` runs all its streams)."""
+    from connectors.http_pull import run_stream
+
+    bound = hub.connectors[connector]
+    spec = next(s for s in bound.streams() if s.name == stream)
+    return _in_own_connection(lambda: run_stream(hub, bound, spec)).as_dict()
+
+
 JOBS: dict[str, Callable[["Hub"], Any]] = {"points-expiry": expire_points,
                                            "redemptions-void-stale": void_stale_holds,
                                            "aggregation": aggregate_settled}
@@ -73,9 +82,11 @@ JOBS: dict[str, Callable[["Hub"], Any]] = {"points-expiry": expire_points,
 def build_scheduler(hub: "Hub", scheduler: BaseScheduler | None = None) -> BaseScheduler:
     """Add the hub's jobs to ``scheduler`` (a new ``BackgroundScheduler`` by default); not started.
 
-    Intervals come from config: ``rewards.expire_every_s`` and
-    ``redemptions.void_stale_every_s``. A job never runs twice at once in one
-    scheduler (``max_instances=1``) and missed runs are coalesced into one.
+    Intervals come from config: ``rewards.expire_every_s``,
+    ``redemptions.void_stale_every_s`` and each pull connector's ``every_s``
+    (one job per stream, id ``pull:<connector>:<stream>``). A job never runs
+    twice at once in one scheduler (``max_instances=1``) and missed runs are
+    coalesced into one; across processes, :mod:`hub.leader` lets one worker run them.
     """
     scheduler = scheduler or BackgroundScheduler(timezone=hub.settings.timezone)
     common = {"max_instances": 1, "coalesce": True, "replace_existing": True, "args": [hub]}
@@ -86,4 +97,10 @@ def build_scheduler(hub: "Hub", scheduler: BaseScheduler | None = None) -> BaseS
     if hub.settings.aggregation.exchanges:  # at 03:00 local time: after the day's pushes, before the office opens
         scheduler.add_job(aggregate_settled, "cron", hour=3, minute=0, id="aggregation",
                           name="aggregate settled months", **common)
+    for connector in hub.connectors.pulls():
+        for stream in connector.streams():
+            scheduler.add_job(pull_stream, "interval", seconds=connector.binding.every_s,
+                              id=f"pull:{connector.name}:{stream.name}",
+                              name=f"pull {stream.name} from {connector.partner}",
+                              **{**common, "args": [hub, connector.name, stream.name]})
     return scheduler

@@ -1,6 +1,8 @@
 """Helpers for the HTTP API tests: keys, native metro/e-statement records, signed pushes."""
 from __future__ import annotations
 
+import itertools
+
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
@@ -52,11 +54,19 @@ def statement(account_id: str, statement_id: str, viewed_at: datetime, *, cycle:
             "viewed_at": viewed_at.astimezone(SHANGHAI).isoformat(), "channel": "app", "paper_suppressed": True}
 
 
+_PUSHES = itertools.count()
+
+
 def signed(partner: str, payload: Any, clock, *, secret: str | None = None, skew_s: int = 0,
            body: bytes | None = None) -> tuple[bytes, dict[str, str]]:
-    """Body bytes and headers of a push signed at the hub's clock time (+ ``skew_s``)."""
+    """Body bytes and headers of a push signed at the hub's clock time (+ ``skew_s``).
+
+    Without a skew, each call signs a few seconds further in the past (within the
+    freshness window), as a partner pushing again later would: the hub accepts a
+    signature once (``replayed_request``), and tests push the same body twice.
+    """
     raw = signing.encode(payload) if body is None else body
-    ts = int(clock().timestamp()) + skew_s
+    ts = int(clock().timestamp()) + skew_s - (next(_PUSHES) % 120 if skew_s == 0 else 0)
     return raw, signing.signed_headers(partner, secret or PARTNER_SECRETS[partner], raw, ts)
 
 

@@ -181,7 +181,8 @@ def test_connectors_and_benefits_are_collected_into_the_registry(build_hub):
                                                  BenefitSpec(id="audiobook", title="One audiobook")],
     )
     h = build_hub(library, init=False)
-    assert set(h.registry.connectors) == {"library-pull"}
+    assert set(h.registry.connectors) >= {"library-pull", "webhook", "file"}  # beside the hub's own
+    assert h.registry.owner[("connector", "webhook")] == "connectors.builtin"
     assert h.registry.connectors["library-pull"].partner_kind == "library"
     assert set(h.registry.benefits) >= {"reading-card", "audiobook"}  # beside the built-in partners' own
     assert h.registry.owner[("benefit", "metro-ride-voucher")] == "metro"
@@ -247,11 +248,11 @@ def test_load_plugins_env_var_restricts_entry_points(build_hub, config_data, mon
     without_estatement(config_data)
     h = build_hub(init=False)
     loaded = {name for name, plugin in h.pm.list_name_plugin() if plugin is not None}
-    assert loaded == {"hub.rewards", "metro"}  # the hub's own rule is not an entry point
+    assert loaded == {"hub.rewards", "connectors.builtin", "metro"}  # the hub's own plugins are not entry points
 
     monkeypatch.setenv("CARBONHUB_LOAD_PLUGINS", " metro , ferry ")
     h = build_hub(init=False)
-    assert {name for name, plugin in h.pm.list_name_plugin() if plugin} == {"hub.rewards", "metro", "ferry"}
+    assert {name for name, plugin in h.pm.list_name_plugin() if plugin} == {"hub.rewards", "connectors.builtin", "metro", "ferry"}
 
 
 # --- lifecycle hooks are isolated ---------------------------------------------------------------------

@@ -7,7 +7,7 @@ from .. import queries
 from ..ledger import verify
 from .auth import current_hub
 from .routing import ApiBlueprint
-from .schemas import (InboxPageSchema, InboxQuerySchema, ReplayResultSchema, ReplaySchema, ReversalSchema,
+from .schemas import (ConnectorStatusSchema, InboxPageSchema, InboxQuerySchema, ReplayResultSchema, ReplaySchema, ReversalSchema,
                       TransactionSchema, VerifySchema, encode_cursor)
 
 bp = ApiBlueprint("admin", __name__, tag="admin", description="Operations for the bank's console (scope admin).")
@@ -54,3 +54,14 @@ def verify_ledger() -> Any:
 def reverse_transaction(seq: int, body: dict[str, Any]) -> Any:
     tx, created = current_hub().reverse(seq, body["reason"])
     return tx, 201 if created else 200
+
+
+@bp.operation("/admin/connectors", "GET", summary="Connectors: last run, cursor, lag, counts and last error",
+              scope="admin", response=ConnectorStatusSchema, many=True,
+              description="Every connector the bank configured (`[connectors.<name>]`), per stream: the saved "
+                          "cursor, the lag behind the hub's clock, the last run with its counts and the last "
+                          "failure. Pushes through a configured push connector appear as runs of stream `events`.")
+def connectors() -> Any:
+    from connectors.status import connector_status
+
+    return connector_status(current_hub())

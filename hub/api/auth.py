@@ -13,9 +13,12 @@ import functools
 import hmac
 from typing import Any, Callable, TypeVar
 
+from datetime import datetime, timezone
+
+import peewee as pw
 from flask import current_app, g, request
 
-from .. import signing
+from .. import db, signing
 from ..config import SCOPES, ApiKey, Partner
 from ..core import Hub
 from .errors import ApiError
@@ -102,12 +105,33 @@ def verify_partner_request(hub: Hub, partner_id: str, body: bytes) -> Partner:
     raw_ts = headers[signing.TIMESTAMP_HEADER].strip()
     if not raw_ts.isdigit():
         raise ApiError(401, "unauthorized", f"{signing.TIMESTAMP_HEADER} must be unix seconds.")
+    connector = hub.connectors.push_for(partner_id)
     now = hub.now().timestamp()
-    max_age = hub.settings.signature_max_age_s
+    max_age = connector.max_age_s(hub.settings.signature_max_age_s)
     if abs(now - int(raw_ts)) > max_age:
         raise ApiError(401, "stale_timestamp", f"{signing.TIMESTAMP_HEADER} {raw_ts} is more than {max_age} s "
                                                f"away from the hub's clock ({int(now)}); sign with the current time.")
     if not signing.verify(secret, raw_ts, body, headers[signing.SIGNATURE_HEADER]):
         raise ApiError(401, "bad_signature", "The signature does not match the body and timestamp "
                                              "(HMAC-SHA256 of '<timestamp>.<body>' in hex).")
+    if connector.options.get("reject_replayed", True):
+        _spend_signature(hub, partner_id, headers[signing.SIGNATURE_HEADER], int(raw_ts) + max_age)
     return partner
+
+
+def _spend_signature(hub: Hub, partner_id: str, signature: str, expires: int) -> None:
+    """Accept a valid signature once: a captured request replayed inside its freshness window is 409.
+
+    Kept only until the timestamp is stale anyway; expired ones are swept here.
+    """
+    digest = signature.strip().lower().removeprefix(signing.PREFIX)[:64]
+    now = db.to_db(hub.now())
+    db.PushNonce.delete().where(db.PushNonce.expires_at < now).execute()
+    try:
+        with db.database.atomic():
+            db.PushNonce.insert(partner=partner_id, signature=digest,
+                                expires_at=db.to_db(datetime.fromtimestamp(expires, timezone.utc))).execute()
+    except pw.IntegrityError:
+        raise ApiError(409, "replayed_request", "This signed request was already received; to send the records "
+                                                "again, sign them with a new timestamp (they are idempotent).") \
+            from None

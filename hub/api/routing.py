@@ -128,14 +128,17 @@ class ApiBlueprint(Blueprint):
                   scope: str | None = None, body: type[Schema] | None = None, query: type[Schema] | None = None,
                   response: type[Schema] | None = None, many: bool = False,
                   headers: Mapping[str, str] | None = None, success: Mapping[int, str] | None = None,
-                  errors: Mapping[int, str] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+                  errors: Mapping[int, str] | None = None,
+                  validate_body: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Register ``view`` for ``method rule`` and document it.
 
         ``auth``: ``public``, ``api_key`` (with ``scope``) or ``partner`` (a signed
         push; the route must have a ``<partner>`` argument). Authentication runs
         before the body is read, so an unauthenticated caller learns nothing
         about validation. ``headers`` documents required request headers
-        (name -> description); the view reads and checks them.
+        (name -> description); the view reads and checks them. With
+        ``validate_body=False`` the view gets the parsed JSON as it came and
+        checks it itself (``body`` still documents the usual shape).
         """
         if auth == API_KEY and not scope:
             raise ValueError(f"{method} {rule}: an api_key operation needs a scope")
@@ -153,7 +156,7 @@ class ApiBlueprint(Blueprint):
                 if auth == PARTNER:
                     verify_partner_request(current_hub(), path_args["partner"], request.get_data(cache=True))
                 if body is not None:
-                    kwargs["body"] = _load(body, load_json_body())
+                    kwargs["body"] = _load(body, load_json_body()) if validate_body else load_json_body()
                 if query is not None:
                     kwargs["query"] = _load(query, request.args.to_dict(flat=True))
                 result = view(**kwargs)

@@ -470,3 +470,38 @@ class TransactionSchema(Schema):
     reverses = fields.Integer(allow_none=True, required=True)
     memo = fields.Dict(required=True)
     postings = fields.List(fields.Nested(PostingSchema), required=True)
+
+
+class ConnectorRunSchema(Schema):
+    id = fields.Integer(required=True)
+    started_at = fields.AwareDateTime(required=True)
+    finished_at = fields.AwareDateTime(allow_none=True)
+    status = fields.String(required=True, metadata={"enum": ["running", "ok", "failed"]})
+    pages = fields.Integer(required=True)
+    fetched = fields.Integer(required=True, metadata={"description": "Records read from the partner."})
+    skipped = fields.Integer(required=True, metadata={"description": "Records already received (lookback)."})
+    counts = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True,
+                         metadata={"description": "accepted / duplicate / rejected."})
+    error = fields.Dict(allow_none=True, metadata={"description": "{kind: retry|fail|config, code, message}"})
+
+
+class ConnectorStreamStatusSchema(Schema):
+    name = fields.String(required=True)
+    scenario = fields.String()
+    primary_key = fields.List(fields.String())
+    cursor_field = fields.String(allow_none=True)
+    is_sorted = fields.Boolean()
+    cursor = fields.String(allow_none=True, metadata={"description": "ISO-8601; never past the last run's start."})
+    lag_s = fields.Integer(allow_none=True, metadata={"description": "Seconds between the cursor and now."})
+    last_run = fields.Nested(ConnectorRunSchema, allow_none=True)
+    last_error = fields.Dict(allow_none=True, metadata={"description": "{at, kind, code, message}"})
+
+
+class ConnectorStatusSchema(Schema):
+    name = fields.String(required=True)
+    connector = fields.String(required=True)
+    mode = fields.String(required=True, metadata={"enum": ["push", "pull", "batch"]})
+    partner = fields.String(required=True)
+    enabled = fields.Boolean(required=True)
+    every_s = fields.Integer(allow_none=True)
+    streams = fields.List(fields.Nested(ConnectorStreamStatusSchema), required=True)

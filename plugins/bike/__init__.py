@@ -126,3 +126,6 @@ def carbonhub_validate_behaviour(ctx, behaviour):
         return [Problem("implausible_speed", f"{behaviour.quantity} km in {seconds} s is faster than "
                                              f"{MAX_SPEED_KMH} km/h on average: not a pedal bike.", "lock_at")]
     return []
+
+
+from .connectors import *  # noqa: E402,F401,F403  (the pull connector for the ride API, see connectors.py)

@@ -127,3 +127,4 @@ def carbonhub_validate_behaviour(ctx, behaviour):
     return []
 
 from .benefits import *  # noqa: E402,F401,F403  (the benefit exchange hooks, see benefits.py)
+from .connectors import *  # noqa: E402,F401,F403  (the pull connector for the biller API, see connectors.py)

@@ -1,0 +1,69 @@
+"""What each connector did last: the admin view (``GET /v1/admin/connectors``, ``carbonhub connectors``)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import peewee as pw
+
+from hub import db
+
+from .base import PULL, parse_cursor
+
+if TYPE_CHECKING:
+    from hub.core import Hub
+
+
+def _last_runs() -> dict[tuple[str, str], db.ConnectorRun]:
+    """The newest run of each (connector, stream), in one query."""
+    newest = (db.ConnectorRun.select(db.ConnectorRun.connector, db.ConnectorRun.stream,
+                                     pw.fn.MAX(db.ConnectorRun.id).alias("last"))
+              .group_by(db.ConnectorRun.connector, db.ConnectorRun.stream))
+    ids = [row.last for row in newest]
+    if not ids:
+        return {}
+    return {(r.connector, r.stream): r for r in db.ConnectorRun.select().where(db.ConnectorRun.id.in_(ids))}
+
+
+def _last_errors() -> dict[tuple[str, str], db.ConnectorRun]:
+    failed = (db.ConnectorRun.select(db.ConnectorRun.connector, db.ConnectorRun.stream,
+                                     pw.fn.MAX(db.ConnectorRun.id).alias("last"))
+              .where(db.ConnectorRun.status == "failed")
+              .group_by(db.ConnectorRun.connector, db.ConnectorRun.stream))
+    ids = [row.last for row in failed]
+    if not ids:
+        return {}
+    return {(r.connector, r.stream): r for r in db.ConnectorRun.select().where(db.ConnectorRun.id.in_(ids))}
+
+
+def _run_view(run: db.ConnectorRun | None) -> dict[str, Any] | None:
+    if run is None:
+        return None
+    return {"id": run.id, "started_at": db.from_db(run.started_at), "finished_at": db.from_db(run.finished_at),
+            "status": run.status, "pages": run.pages, "fetched": run.fetched, "skipped": run.skipped,
+            "counts": run.counts or {}, "error": run.error}
+
+
+def connector_status(hub: "Hub") -> list[dict[str, Any]]:
+    """Every configured connector with, per stream: cursor, lag, last run, counts and last error."""
+    runs, errors = _last_runs(), _last_errors()
+    cursors = {(s.connector, s.stream): s.cursor for s in db.ConnectorState.select()}
+    now = hub.now()
+    out = []
+    for name in sorted(hub.connectors.bound):
+        connector = hub.connectors[name]
+        view = connector.describe()
+        view["every_s"] = connector.binding.every_s if connector.mode == PULL else None
+        streams = view["streams"] or [{"name": "events" if connector.mode == "push" else "file"}]
+        for stream in streams:
+            key = (name, stream["name"])
+            cursor = cursors.get(key)
+            parsed = parse_cursor(cursor)
+            last, failed = runs.get(key), errors.get(key)
+            stream["cursor"] = cursor
+            stream["lag_s"] = int((now - parsed).total_seconds()) if parsed else None
+            stream["last_run"] = _run_view(last)
+            stream["last_error"] = ({"at": db.from_db(failed.started_at), **(failed.error or {})}
+                                    if failed is not None else None)
+        view["streams"] = streams
+        out.append(view)
+    return out
