@@ -7,8 +7,9 @@ Following datasette's habit (``tests/test_docs.py`` there):
 - every hook is exercised by some test under ``tests/``;
 - every reason code the hub or a built-in plugin can give is documented;
 - every config key and methodology document field is documented;
-- the partner guide's example plugin is built from ``docs/plugins.md`` and its
-  own tests are run, so the guide keeps working.
+- the partner guide's example plugin is built from ``docs/partners.md`` and its
+  own tests are run, and every other block of the guide is run or loaded
+  (shell, commands, config, Python), so the guide keeps working.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import re
 import subprocess
 import sys
 from importlib.metadata import entry_points
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pluggy
@@ -297,9 +299,9 @@ def test_relative_links_resolve(doc):
 
 
 def example_project(tmp_path: Path) -> Path:
-    """Write every code block of docs/plugins.md that starts with '# file: <path>'."""
+    """Write every code block of docs/partners.md that starts with '# file: <path>'."""
     written = []
-    for block in re.findall(r"```\w*\n(# file: .*?)```", read(DOCS / "plugins.md"), re.S):
+    for block in re.findall(r"```\w*\n(# file: .*?)```", read(DOCS / "partners.md"), re.S):
         first, _, rest = block.partition("\n")
         relative = first[len("# file: "):].strip()
         target = tmp_path / relative
@@ -330,3 +332,119 @@ def test_plugin_guide_example_passes_its_own_tests(tmp_path):
                           cwd=project, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert re.search(r"\d+ passed", proc.stdout), proc.stdout[-2000:]
+
+
+# --- every other block of the partner guide ----------------------------------------------------------
+
+
+def guide_blocks() -> list[tuple[str, str]]:
+    """(language, text) of every fenced block of docs/partners.md."""
+    return re.findall(r"^```(\w*)\n(.*?)^```", read(DOCS / "partners.md"), re.S | re.M)
+
+
+def guide_blocks_of(language: str) -> list[str]:
+    return [body for lang, body in guide_blocks() if lang == language and not body.startswith("# file: ")]
+
+
+def test_every_partner_guide_block_is_exercised():
+    """Each block is a `# file:` of the example or of a kind the tests below run or load."""
+    exercised = {"sh", "console", "toml", "python", "text"}
+    for lang, body in guide_blocks():
+        assert body.startswith("# file: ") or lang in exercised, \
+            f"docs/partners.md has a ```{lang} block no test exercises: {body[:80]!r}"
+    assert len(guide_blocks_of("toml")) >= 3 and len(guide_blocks_of("python")) >= 3
+
+
+def test_partner_guide_layout_matches_the_example(tmp_path):
+    project = example_project(tmp_path)
+    (tree,) = guide_blocks_of("text")
+    lines = tree.splitlines()
+    assert lines[0].rstrip("/") == "carbonhub-reclothe"
+    stack: list[tuple[int, str]] = []
+    for line in lines[1:]:
+        indent, name = len(line) - len(line.lstrip()), line.split()[0]
+        stack = [(i, n) for i, n in stack if i < indent] + [(indent, name.rstrip("/"))]
+        path = project.joinpath(*[n for _, n in stack])
+        assert path.is_dir() if name.endswith("/") else path.is_file(), f"the guide lists {path}"
+
+
+def test_partner_guide_shell_blocks_run(tmp_path):
+    """The ```sh blocks run as written, in an empty directory: scaffold a plugin and pass its tests."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARBONHUB_")}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    blocks = guide_blocks_of("sh")
+    assert any("carbonhub plugin new" in b for b in blocks)
+    for block in blocks:
+        proc = subprocess.run(["bash", "-euo", "pipefail", "-c", block.replace("python ", f"{sys.executable} ")],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+        assert re.search(r"\d+ passed", proc.stdout), proc.stdout[-2000:]
+
+
+def test_partner_guide_commands_exist_with_their_options(tmp_path, monkeypatch):
+    """Each `$ carbonhub ...` line of a ```console block parses against the real command line."""
+    import shlex
+
+    import click
+
+    from hub.cli import main
+
+    commands = [line[2:] for block in guide_blocks_of("console") for line in block.splitlines()
+                if line.startswith("$ ")]
+    assert len(commands) >= 4
+    for command in commands:
+        words = shlex.split(command)
+        assert words[0] == "carbonhub", command
+        monkeypatch.chdir(tmp_path)
+        for word in words:  # the partner's files the command names must exist for it to parse
+            if re.search(r"\.(csv|jsonl)$", word):
+                (tmp_path / word).touch()
+        cmd, args, ctx = main, words[1:], click.Context(main, info_name="carbonhub")
+        while isinstance(cmd, click.Group) and args:
+            sub = cmd.get_command(ctx, args[0])
+            assert sub is not None, f"`{command}`: no command {args[0]!r}"
+            cmd, args = sub, args[1:]
+        cmd.make_context(cmd.name, list(args), parent=ctx)  # raises UsageError on an unknown option or argument
+
+
+def _guide_plugin(tmp_path: Path, monkeypatch) -> object:
+    """The guide's ReClothe plugin, imported from its project (never installed)."""
+    project = example_project(tmp_path)
+    monkeypatch.syspath_prepend(str(project))
+    for name in [m for m in sys.modules if m == "carbonhub_reclothe" or m.startswith("carbonhub_reclothe.")]:
+        monkeypatch.delitem(sys.modules, name)
+    return importlib.import_module("carbonhub_reclothe")
+
+
+def test_partner_guide_config_blocks_load_with_the_plugin(tmp_path, monkeypatch):
+    """Every ```toml config block loads as the bank's config, and a hub starts with it and the plugin."""
+    import tomllib
+
+    from hub.context import FixedClock
+    from hub.core import Hub
+
+    plugin = _guide_plugin(tmp_path, monkeypatch)
+    monkeypatch.setenv("CARBONHUB_LOAD_PLUGINS", "")
+    base = {"hub": {"secrets_file": str(tmp_path / "none.env")},
+            "partners": {"reclothe": {"name": "ReClothe", "secret_env": "CARBONHUB_SECRET_RECLOTHE",
+                                      "scenarios": ["textiles"]}},
+            "scenarios": {"textiles": {}}}
+    blocks = guide_blocks_of("toml")
+    for block in blocks:
+        data = tomllib.loads(block)
+        config = {**base, **data}
+        settings = hub.config.load_settings(data=config, environ={"CARBONHUB_SECRET_RECLOTHE": "s" * 16,
+                                                                  "CARBONHUB_RECLOTHE_API_KEY": "k" * 16})
+        h = Hub(settings, clock=FixedClock(datetime(2026, 11, 21, tzinfo=timezone.utc)),
+                database_url=f"sqlite:///{tmp_path}/hub.db", extra_plugins=[plugin])
+        for name in data.get("connectors", {}):
+            assert h.connectors.get(name) is not None, f"[connectors.{name}] did not bind"
+    assert any("connectors" in tomllib.loads(b) for b in blocks)
+
+
+def test_partner_guide_python_snippets_run(tmp_path, monkeypatch):
+    """Every ```python block that is not a `# file:` runs (imports resolve, classes build, asserts hold)."""
+    _guide_plugin(tmp_path, monkeypatch)
+    snippets = guide_blocks_of("python")
+    for snippet in snippets:
+        exec(compile(snippet, "docs/partners.md", "exec"), {"__name__": "partners_md_snippet"})
