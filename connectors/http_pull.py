@@ -371,4 +371,7 @@ def pull(hub: Any, name: str, *, since: datetime | None = None, sleep: Sleep = t
     if connector is None or connector.mode != PULL:
         known = ", ".join(c.name for c in hub.connectors.pulls()) or "none"
         raise KeyError(f"{name!r} is not a configured pull connector (configured: {known}).")
+    if not connector.binding.enabled:
+        raise KeyError(f"{name!r} is disabled (connectors.{name}.enabled = false); "
+                       f"try it with carbonhub connectors check {name}.")
     return [run_stream(hub, connector, stream, since=since, sleep=sleep) for stream in connector.streams()]

@@ -201,12 +201,21 @@ def ledger_reverse(ctx: click.Context, seq: int, reason: str) -> None:
 
 
 @main.command()
-@click.option("--once", is_flag=True, help="Run every job once now, print what each did, and exit.")
+@click.option("--once", is_flag=True, help="Run every job once now, print what each did, and exit "
+                                           "(no election: the jobs are safe to run beside a leader).")
+@click.option("--standby-retry-s", default=15, show_default=True, type=click.IntRange(1, 3600),
+              help="On PostgreSQL, how often a standby worker tries to take the lead.")
 @click.pass_context
-def worker(ctx: click.Context, once: bool) -> None:
-    """Run the scheduled jobs: points expiry, stale redemption holds, monthly aggregation."""
+def worker(ctx: click.Context, once: bool, standby_retry_s: int) -> None:
+    """Run the scheduled jobs: pull connectors, points expiry, stale redemption holds, monthly aggregation.
+
+    With several workers on PostgreSQL, one leads (an advisory lock) and the others wait as standbys.
+    """
+    import time
+
     from apscheduler.schedulers.blocking import BlockingScheduler
 
+    from .leader import Leadership
     from .scheduler import build_scheduler
 
     hub = _hub(ctx)
@@ -214,6 +223,10 @@ def worker(ctx: click.Context, once: bool) -> None:
         scheduler = build_scheduler(hub)
         _echo_json({job.id: job.func(*job.args) for job in scheduler.get_jobs()})
         return
+    leadership = Leadership(hub.settings.database_url)
+    while not leadership.try_acquire():
+        click.echo(f"standby: another worker runs the jobs; trying again in {standby_retry_s} s", err=True)
+        time.sleep(standby_retry_s)
     scheduler = build_scheduler(hub, BlockingScheduler(timezone=hub.settings.timezone))
     for job in scheduler.get_jobs():
         click.echo(f"job {job.id}: {job.trigger}", err=True)
@@ -446,6 +459,13 @@ def redemptions_list(ctx: click.Context, status: str, limit: int) -> None:
         click.echo(f"{r.id} {r.account} {r.benefit:<22} {r.cost:>7} pts {r.status:<9} created {r.created_at} "
                    f"deadline {r.deadline_at} attempts {r.attempts} {failure}")
     click.echo(f"{len(rows)} redemption(s)", err=True)
+
+
+from . import cli_connectors  # noqa: E402,F401  (registers pull and connectors)
+
+from .cli_import import import_command  # noqa: E402  (carbonhub import: docs/import.md)
+main.add_command(import_command)
+from .cli_plugin import plugin as _plugin_group; main.add_command(_plugin_group)  # noqa: E402,E702
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -426,6 +426,17 @@ def test_unknown_connector_and_bad_options_stop_the_hub(config_data, clock, tmp_
     assert "kind 'biller'" in keys["connectors.wrong-kind.partner"]
 
 
+def test_a_disabled_connector_is_not_pulled_nor_scheduled(config_data, clock, tmp_path):
+    from hub.config import load_settings
+    from hub.core import Hub
+
+    config_data["connectors"]["hellobike-rides"]["enabled"] = False
+    h = Hub(load_settings(data=config_data, environ={}), clock=clock, database_url=f"sqlite:///{tmp_path}/h.db")
+    with pytest.raises(KeyError, match="disabled"):
+        pull(h, "hellobike-rides")
+    assert not any(j.id.startswith("pull:hellobike-rides") for j in build_scheduler(h).get_jobs())
+
+
 def test_shipped_config_binds_both_pull_connectors(tmp_path, clock):
     from hub.config import load_settings
     from hub.core import Hub

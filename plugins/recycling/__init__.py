@@ -114,3 +114,6 @@ def carbonhub_validate_behaviour(ctx, behaviour):
         return [Problem("implausible_copies", f"{behaviour.quantity} books in one pickup is implausible "
                                               f"(max {MAX_BOOK_COPIES}).", "copies")]
     return []
+
+
+from .connectors import *  # noqa: E402,F401,F403  (the monthly file's batch connector, see connectors.py)
