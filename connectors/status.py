@@ -66,4 +66,16 @@ def connector_status(hub: "Hub") -> list[dict[str, Any]]:
                                     if failed is not None else None)
         view["streams"] = streams
         out.append(view)
+    # The built-in connectors every partner has without a binding (its pushes, `carbonhub import`
+    # with the generic file reader) appear once they have run, under "<partner>.webhook" / "<partner>.file".
+    for name in sorted({c for c, _ in runs} - set(hub.connectors.bound)):
+        partner, _, kind = name.rpartition(".")
+        if kind not in ("webhook", "file"):
+            continue
+        streams = [{"name": stream, "cursor": None, "lag_s": None, "last_run": _run_view(run),
+                    "last_error": ({"at": db.from_db(errors[(c, stream)].started_at),
+                                    **(errors[(c, stream)].error or {})} if (c, stream) in errors else None)}
+                   for (c, stream), run in sorted(runs.items()) if c == name]
+        out.append({"name": name, "connector": kind, "mode": "push" if kind == "webhook" else "batch",
+                    "partner": partner, "enabled": True, "every_s": None, "streams": streams})
     return out

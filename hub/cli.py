@@ -132,7 +132,7 @@ def config_check(ctx: click.Context) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def plugins(ctx: click.Context, as_json: bool) -> None:
-    """List plugins: version, hooks, scenarios."""
+    """List plugins: version, hooks, scenarios, methodologies and connectors."""
     from .plugins import describe_plugins
 
     hub = _hub(ctx)
@@ -147,6 +147,8 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
             click.echo(f"  scenarios: {', '.join(row['scenarios'])}")
         if row["methodologies"]:
             click.echo(f"  methodologies: {', '.join(row['methodologies'])}")
+        if row["connectors"]:
+            click.echo(f"  connectors: {', '.join(row['connectors'])}")
 
 
 @main.group()

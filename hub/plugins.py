@@ -190,5 +190,7 @@ def describe_plugins(pm: pluggy.PluginManager, registry: Registry) -> list[dict[
             "scenarios": sorted(i for (k, i), o in registry.owner.items() if k == "scenario" and o == name),
             "methodologies": sorted(i for (k, i), o in registry.owner.items()
                                     if k == "methodology" and o == name),
+            "connectors": sorted(f"{i} ({registry.connectors[i].mode})" for (k, i), o in registry.owner.items()
+                                 if k == "connector" and o == name),
         })
     return out

@@ -445,3 +445,24 @@ def test_shipped_config_binds_both_pull_connectors(tmp_path, clock):
             database_url=f"sqlite:///{tmp_path}/h.db")
     pulls = {c.binding.connector for c in h.connectors.of_mode("pull", enabled_only=False)}
     assert {"bike-ride-api", "biller-payments-api"} <= pulls
+
+
+def test_plugins_list_their_connectors(hub):
+    from click.testing import CliRunner
+
+    from hub.cli import main
+
+    out = CliRunner().invoke(main, ["plugins"], obj={"hub": hub}).output
+    assert "  connectors: bike-ride-api (pull)" in out and "  connectors: file (batch), webhook (push)" in out
+
+
+def test_unbound_file_imports_appear_in_the_admin_view(hub, account, tmp_path, clock):
+    from connectors.importer import import_file
+    from connectors.status import connector_status
+
+    path = tmp_path / "rides.jsonl"
+    path.write_text(json.dumps(ride(account, 1, NOW - timedelta(hours=1))) + "\n", encoding="utf-8")
+    import_file(hub, "hellobike", path)
+    view = {c["name"]: c for c in connector_status(hub)}
+    (stream,) = view["hellobike.file"]["streams"]
+    assert view["hellobike.file"]["mode"] == "batch" and stream["last_run"]["counts"]["accepted"] == 1
