@@ -60,7 +60,8 @@ def reverse_transaction(seq: int, body: dict[str, Any]) -> Any:
               scope="admin", response=ConnectorStatusSchema, many=True,
               description="Every connector the bank configured (`[connectors.<name>]`), per stream: the saved "
                           "cursor, the lag behind the hub's clock, the last run with its counts and the last "
-                          "failure. Pushes through a configured push connector appear as runs of stream `events`.")
+                          "failure. Pushes appear as runs of stream `events`; a partner's pushes and file imports "
+                          "without a binding appear as `<partner>.webhook` and `<partner>.file` once they ran.")
 def connectors() -> Any:
     from connectors.status import connector_status
 
