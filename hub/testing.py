@@ -112,6 +112,21 @@ def replay_protection_available() -> bool:
     return "replayed_request" in inspect.getsource(auth)
 
 
+def fresh_database_url(tmp_path: Path, name: str = "hub.db") -> str:
+    """A database for one test: ``CARBONHUB_TEST_DATABASE_URL`` emptied, or a new SQLite file in ``tmp_path``.
+
+    The PostgreSQL database is shared by every test, so its schema is dropped first
+    (the hub's own suite does the same).
+    """
+    url = os.environ.get("CARBONHUB_TEST_DATABASE_URL")
+    if url:
+        db.bind(url)
+        db.drop_schema()
+        db.database.close()
+        return url
+    return f"sqlite:///{tmp_path}/{name}"
+
+
 class PluginConformance:
     """Subclass this (named ``Test…``) and set the class attributes below; pytest runs the checks.
 
@@ -187,13 +202,7 @@ class PluginConformance:
 
     @pytest.fixture
     def database_url(self, tmp_path: Path) -> str:
-        url = os.environ.get("CARBONHUB_TEST_DATABASE_URL")
-        if url:  # one shared PostgreSQL database: start from an empty schema, as the hub's own suite does
-            db.bind(url)
-            db.drop_schema()
-            db.database.close()
-            return url
-        return f"sqlite:///{tmp_path}/conformance.db"
+        return fresh_database_url(tmp_path, "conformance.db")
 
     @pytest.fixture
     def hub(self, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:

@@ -16,6 +16,7 @@ from hub.app import create_app
 from hub.config import load_settings
 from hub.context import FixedClock
 from hub.core import Hub
+from hub.testing import fresh_database_url
 
 PG_URL = os.environ.get("CARBONHUB_TEST_DATABASE_URL")
 NOW = datetime(2026, 11, 21, 4, 0, tzinfo=timezone.utc)  # 12:00 in Shanghai
@@ -80,12 +81,7 @@ def clock():
 
 @pytest.fixture
 def database_url(tmp_path):
-    if PG_URL:
-        db.bind(PG_URL)
-        db.drop_schema()
-        db.database.close()
-        return PG_URL
-    return f"sqlite:///{tmp_path}/hub.db"
+    return fresh_database_url(tmp_path)
 
 
 @pytest.fixture
