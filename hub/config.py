@@ -178,6 +178,14 @@ class RewardsSchema(_Strict):
     expire_every_s = fields.Integer(strict=True, load_default=3600, validate=validate.Range(10, 7 * 86_400))
 
 
+class QuizSchema(_Strict):
+    """``[quiz]``: the daily quiz (content/quiz/*.toml, docs/content.md)."""
+
+    questions_per_day = fields.Integer(strict=True, load_default=3, validate=validate.Range(1, 50))
+    points_per_correct = fields.Integer(strict=True, load_default=10, validate=validate.Range(0, 10**6))
+    max_points_per_day = fields.Integer(strict=True, load_default=30, validate=validate.Range(0, 10**9))
+
+
 LIMIT_PERIODS = ("day", "week", "month", "ever")
 
 
@@ -230,6 +238,7 @@ class ConfigSchema(_Strict):
     redemptions = fields.Nested(RedemptionsSchema, load_default=lambda: RedemptionsSchema().load({}))
     aggregation = fields.Nested(AggregationSchema, load_default=lambda: AggregationSchema().load({}))
     connectors = _keyed(ConnectorBindingSchema)
+    quiz = fields.Nested(QuizSchema, load_default=lambda: QuizSchema().load({}))
 
     @post_load
     def _defaults(self, data: dict, **_: Any) -> dict:
@@ -344,6 +353,13 @@ class AggregationConfig:
     exchanges: Mapping[str, Exchange] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class QuizConfig:
+    questions_per_day: int = 3
+    points_per_correct: int = 10
+    max_points_per_day: int = 30
+
+
 @dataclass
 class Settings:
     """Validated configuration. Build with :func:`load_settings`."""
@@ -366,6 +382,7 @@ class Settings:
     redemptions: RedemptionsConfig = field(default_factory=RedemptionsConfig)
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)
     connectors: Mapping[str, Any] = field(default_factory=dict)  # name -> connectors.base.Binding
+    quiz: QuizConfig = field(default_factory=QuizConfig)
     _file_secrets: dict[str, str] | None = None
 
     def secret(self, env_name: str) -> str | None:
@@ -416,6 +433,9 @@ class Settings:
             "connectors": {b.name: {"connector": b.connector, "partner": b.partner, "enabled": b.enabled,
                                     "every_s": b.every_s, "options": dict(b.options)}
                            for b in self.connectors.values()},
+            "quiz": {"questions_per_day": self.quiz.questions_per_day,
+                     "points_per_correct": self.quiz.points_per_correct,
+                     "max_points_per_day": self.quiz.max_points_per_day},
         }
 
 
@@ -505,6 +525,7 @@ def load_settings(path: str | os.PathLike | None = None, *, data: Mapping[str, A
             settle_days=loaded["aggregation"]["settle_days"],
             exchanges={xid: Exchange(id=xid, **x) for xid, x in loaded["aggregation"]["exchanges"].items()}),
         connectors={name: Binding(name=name, **b) for name, b in loaded["connectors"].items()},
+        quiz=QuizConfig(**loaded["quiz"]),
     )
     errors = [(f"partners.{p.id}.scenarios", f"Scenario {s!r} is not configured under [scenarios].")
               for p in settings.partners.values() for s in p.scenarios if s not in settings.scenarios]

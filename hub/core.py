@@ -9,7 +9,7 @@ import logging
 from datetime import datetime
 from typing import Any, Iterable
 
-from . import accounts, carbon_uses, db, lots
+from . import accounts, carbon_uses, content, db, lots
 from .config import ConfigError, Settings
 from .context import Clock, HookContext, utc_now
 from .exchange import BenefitServices, Exchange
@@ -187,4 +187,5 @@ class Hub:
             "points": dict(conf.points),
             "campaigns": [c.as_dict() for c in conf.campaigns],
             "point_caps": dict(conf.point_caps),
+            "science": content.article_for_scenario(sid),
         }

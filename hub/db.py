@@ -368,6 +368,22 @@ class PointsUsage(BaseModel):
         primary_key = pw.CompositeKey("account", "scenario", "period")
 
 
+class QuizAnswer(BaseModel):
+    """A user's first answer to a quiz question (hub.quiz): the outcome every retry returns."""
+
+    account = pw.CharField(max_length=40)
+    question = pw.CharField(max_length=64)
+    day = pw.CharField(max_length=10)  # the local day it was answered, YYYY-MM-DD
+    choice = pw.IntegerField()
+    correct = pw.BooleanField()
+    points = pw.BigIntegerField(default=0)
+    seq = pw.BigIntegerField(null=True)  # the ledger transaction awarding the points
+    answered_at = pw.DateTimeField()
+
+    class Meta:
+        primary_key = pw.CompositeKey("account", "question")
+
+
 class Redemption(BaseModel):
     """A user's redemption of a benefit: held, then fulfilled or voided exactly once."""
 
@@ -502,6 +518,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     CarbonUse, Certificate, Aggregation, CarbonAdjustment,
     PointLot, PointsUsage, Redemption, BenefitStock, VoucherCode,
     ConnectorState, ConnectorRun, StreamKey, ImportFile, PushNonce,
+    QuizAnswer,
 )
 GENESIS_HASH = "0" * 64
 

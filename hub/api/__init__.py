@@ -8,12 +8,16 @@ from flask import Flask, Response, current_app
 
 from . import accounts, admin, aggregations, consents, ledger, methodologies, neutralisations, partners, scenarios
 from . import benefits, points, redemptions
+from . import quiz, science
+from . import calculator, summary
 from .errors import register_error_handlers
 from .openapi import build_spec
 
 BLUEPRINTS = (accounts.bp, consents.bp, partners.bp, ledger.bp, scenarios.bp, methodologies.bp, admin.bp,
               neutralisations.bp, aggregations.bp, points.bp,
-              benefits.bp, redemptions.bp)
+              benefits.bp, redemptions.bp,
+              science.bp, quiz.bp,
+              calculator.bp, summary.bp)
 # Room for a full batch of typical partner records; larger bodies are refused with 413.
 BYTES_PER_RECORD = 8 * 1024
 

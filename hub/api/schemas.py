@@ -356,6 +356,8 @@ class ScenarioSchema(Schema):
     point_caps = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True,
                              metadata={"description": "Most points a user earns here per day, ISO week, month "
                                                       "(max_per_day, max_per_week, max_per_month)."})
+    science = fields.String(allow_none=True, metadata={
+        "description": "Slug of the article explaining the methodology (GET /v1/science/<slug>), or null."})
 
 
 class FactorValueSchema(Schema):
