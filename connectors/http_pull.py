@@ -38,11 +38,11 @@ from marshmallow import RAISE, Schema, fields, validate
 
 from hub import db
 from hub.accounts import new_id
+from hub.config import ENV_NAME
 
 from .base import CONFIG, FAIL, PULL, RETRY, CheckResult, Connector, ConnectorFailure, Stream, parse_cursor
 
 log = logging.getLogger("carbonhub.connectors")
-_ENV = validate.Regexp(r"^[A-Z_][A-Z0-9_]*$", error="Must be an environment variable name (A-Z, 0-9, _).")
 Sleep = Callable[[float], None]
 
 
@@ -52,7 +52,7 @@ class PullOptions(Schema):
 
     base_url = fields.Url(required=True, require_tld=False, schemes={"http", "https"},
                           metadata={"description": "The partner API's root, e.g. https://api.partner.example/v1."})
-    api_key_env = fields.String(load_default=None, validate=_ENV,
+    api_key_env = fields.String(load_default=None, validate=ENV_NAME,
                                 metadata={"secret": True, "description": "Environment variable holding the key."})
     page_size = fields.Integer(strict=True, load_default=100, validate=validate.Range(1, 1000))
     lookback_s = fields.Integer(strict=True, load_default=3600, validate=validate.Range(0, 30 * 86_400),

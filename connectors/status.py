@@ -13,23 +13,13 @@ if TYPE_CHECKING:
     from hub.core import Hub
 
 
-def _last_runs() -> dict[tuple[str, str], db.ConnectorRun]:
-    """The newest run of each (connector, stream), in one query."""
-    newest = (db.ConnectorRun.select(db.ConnectorRun.connector, db.ConnectorRun.stream,
-                                     pw.fn.MAX(db.ConnectorRun.id).alias("last"))
+def _newest_runs(*, failed: bool = False) -> dict[tuple[str, str], db.ConnectorRun]:
+    """The newest run (or newest failed run) of each (connector, stream), in two queries."""
+    newest = (db.ConnectorRun.select(pw.fn.MAX(db.ConnectorRun.id).alias("last"))
               .group_by(db.ConnectorRun.connector, db.ConnectorRun.stream))
+    if failed:
+        newest = newest.where(db.ConnectorRun.status == "failed")
     ids = [row.last for row in newest]
-    if not ids:
-        return {}
-    return {(r.connector, r.stream): r for r in db.ConnectorRun.select().where(db.ConnectorRun.id.in_(ids))}
-
-
-def _last_errors() -> dict[tuple[str, str], db.ConnectorRun]:
-    failed = (db.ConnectorRun.select(db.ConnectorRun.connector, db.ConnectorRun.stream,
-                                     pw.fn.MAX(db.ConnectorRun.id).alias("last"))
-              .where(db.ConnectorRun.status == "failed")
-              .group_by(db.ConnectorRun.connector, db.ConnectorRun.stream))
-    ids = [row.last for row in failed]
     if not ids:
         return {}
     return {(r.connector, r.stream): r for r in db.ConnectorRun.select().where(db.ConnectorRun.id.in_(ids))}
@@ -43,9 +33,13 @@ def _run_view(run: db.ConnectorRun | None) -> dict[str, Any] | None:
             "counts": run.counts or {}, "error": run.error}
 
 
+def _error_view(failed: db.ConnectorRun | None) -> dict[str, Any] | None:
+    return {"at": db.from_db(failed.started_at), **(failed.error or {})} if failed is not None else None
+
+
 def connector_status(hub: "Hub") -> list[dict[str, Any]]:
     """Every configured connector with, per stream: cursor, lag, last run, counts and last error."""
-    runs, errors = _last_runs(), _last_errors()
+    runs, errors = _newest_runs(), _newest_runs(failed=True)
     cursors = {(s.connector, s.stream): s.cursor for s in db.ConnectorState.select()}
     now = hub.now()
     out = []
@@ -58,12 +52,10 @@ def connector_status(hub: "Hub") -> list[dict[str, Any]]:
             key = (name, stream["name"])
             cursor = cursors.get(key)
             parsed = parse_cursor(cursor)
-            last, failed = runs.get(key), errors.get(key)
             stream["cursor"] = cursor
             stream["lag_s"] = int((now - parsed).total_seconds()) if parsed else None
-            stream["last_run"] = _run_view(last)
-            stream["last_error"] = ({"at": db.from_db(failed.started_at), **(failed.error or {})}
-                                    if failed is not None else None)
+            stream["last_run"] = _run_view(runs.get(key))
+            stream["last_error"] = _error_view(errors.get(key))
         view["streams"] = streams
         out.append(view)
     # The built-in connectors every partner has without a binding (its pushes, `carbonhub import`
@@ -73,8 +65,7 @@ def connector_status(hub: "Hub") -> list[dict[str, Any]]:
         if kind not in ("webhook", "file"):
             continue
         streams = [{"name": stream, "cursor": None, "lag_s": None, "last_run": _run_view(run),
-                    "last_error": ({"at": db.from_db(errors[(c, stream)].started_at),
-                                    **(errors[(c, stream)].error or {})} if (c, stream) in errors else None)}
+                    "last_error": _error_view(errors.get((c, stream)))}
                    for (c, stream), run in sorted(runs.items()) if c == name]
         out.append({"name": name, "connector": kind, "mode": "push" if kind == "webhook" else "batch",
                     "partner": partner, "enabled": True, "every_s": None, "streams": streams})

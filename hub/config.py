@@ -22,7 +22,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, post_load, valid
 DEFAULT_CONFIG = Path("config/hub.toml")
 SCOPES = ("accounts:read", "accounts:write", "admin")
 _ID = validate.Regexp(r"^[a-z0-9][a-z0-9_.-]{0,63}$", error="Must be a lowercase id: letters, digits, '_', '.', '-'.")
-_ENV = validate.Regexp(r"^[A-Z_][A-Z0-9_]*$", error="Must be an environment variable name (A-Z, 0-9, _).")
+ENV_NAME = validate.Regexp(r"^[A-Z_][A-Z0-9_]*$", error="Must be an environment variable name (A-Z, 0-9, _).")
 
 
 class ConfigError(Exception):
@@ -89,7 +89,7 @@ class PluginsSchema(_Strict):
 
 class PartnerSchema(_Strict):
     name = fields.String(required=True, validate=validate.Length(min=1))
-    secret_env = fields.String(required=True, validate=_ENV)
+    secret_env = fields.String(required=True, validate=ENV_NAME)
     scenarios = fields.List(fields.String(validate=_ID), required=True, validate=validate.Length(min=1))
     enabled = fields.Boolean(load_default=True)
     kind = fields.String(load_default=None, validate=_ID)
@@ -151,7 +151,7 @@ class ScenarioConfigSchema(_Strict):
 
 
 class ApiKeySchema(_Strict):
-    key_env = fields.String(required=True, validate=_ENV)
+    key_env = fields.String(required=True, validate=ENV_NAME)
     scopes = fields.List(fields.String(validate=validate.OneOf(SCOPES)), required=True,
                          validate=validate.Length(min=1))
 
