@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any, Iterable
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
 
 from . import accounts, carbon_uses, content, db, lots
 from .config import ConfigError, Settings
@@ -27,14 +28,15 @@ class Hub:
                  database_url: str | None = None):
         self.settings = settings
         self._clock = clock
-        self.ctx = HookContext(settings, clock)
+        # Every service reads the time through self.now, so `clock_set_to` moves them all at once.
+        self.ctx = HookContext(settings, self.now)
         self.pm = build_plugin_manager(settings.blocked_plugins, extra_plugins)
         self.registry = collect_registrations(self.pm, self.ctx)
         self.methodologies = MethodologyRegistry(self.registry.methodologies.values())
         self._check_config()
         self._scenario_dicts = {sid: s.as_dict() for sid, s in settings.scenarios.items()}
         self.database = db.bind(database_url or settings.database_url)
-        self.ledger = Ledger(clock, indexers=(lots.index_transactions,))
+        self.ledger = Ledger(self.now, indexers=(lots.index_transactions,))
         self.pipeline = Pipeline(self)
         self.exchange = Exchange(self)
         self.ctx.benefits = BenefitServices(self.exchange)
@@ -66,6 +68,15 @@ class Hub:
 
     def now(self) -> datetime:
         return self._clock()
+
+    @contextmanager
+    def clock_set_to(self, clock: Clock) -> Iterator[None]:
+        """Run with another clock, then restore this hub's (the demo replays past days with it)."""
+        saved, self._clock = self._clock, clock
+        try:
+            yield
+        finally:
+            self._clock = saved
 
     def _check_config(self) -> None:
         """Config that names scenarios, methodologies or versions no plugin provides."""

@@ -1,4 +1,5 @@
-"""The hub's scheduled jobs on APScheduler 3 (pull connectors, points expiry, stale holds, aggregation).
+"""The hub's scheduled jobs on APScheduler 3 (pull connectors, points expiry, stale holds, aggregation,
+ledger verification).
 
 :func:`build_scheduler` adds the jobs to a scheduler (a ``BackgroundScheduler``
 by default) without starting it; the process that runs jobs starts it. Each
@@ -65,6 +66,21 @@ def aggregate_settled(hub: "Hub") -> dict[str, Any]:
     return {"aggregations": len(done), "created": len(created)}
 
 
+VERIFY_AT = {"hour": 4, "minute": 0}  # local time, daily: after the 03:00 aggregation, before the office opens
+
+
+def verify_ledger(hub: "Hub") -> dict[str, Any]:
+    """The daily ledger verification, recorded (``GET /v1/admin/ledger/verify/last`` shows the last one)."""
+    from .ledger_checks import run_check
+
+    check = _in_own_connection(lambda: run_check(hub, "schedule"))
+    if not check["ok"]:
+        log.error("ledger verify: %s problem(s), first break at seq %s: %s", check["problem_count"],
+                  check["first_break"], "; ".join(check["problems"][:3]))
+    return {"id": check["id"], "ok": check["ok"], "transactions": check["transactions"],
+            "problems": check["problem_count"]}
+
+
 def pull_stream(hub: "Hub", connector: str, stream: str) -> dict[str, Any]:
     """One scheduled run of a pull connector's stream (``carbonhub pull`` runs all its streams)."""
     from connectors.http_pull import run_stream
@@ -76,7 +92,7 @@ def pull_stream(hub: "Hub", connector: str, stream: str) -> dict[str, Any]:
 
 JOBS: dict[str, Callable[["Hub"], Any]] = {"points-expiry": expire_points,
                                            "redemptions-void-stale": void_stale_holds,
-                                           "aggregation": aggregate_settled}
+                                           "aggregation": aggregate_settled, "ledger-verify": verify_ledger}
 
 
 def build_scheduler(hub: "Hub", scheduler: BaseScheduler | None = None) -> BaseScheduler:
@@ -84,7 +100,8 @@ def build_scheduler(hub: "Hub", scheduler: BaseScheduler | None = None) -> BaseS
 
     Intervals come from config: ``rewards.expire_every_s``,
     ``redemptions.void_stale_every_s`` and each pull connector's ``every_s``
-    (one job per stream, id ``pull:<connector>:<stream>``). A job never runs
+    (one job per stream, id ``pull:<connector>:<stream>``); the ledger is
+    verified daily at :data:`VERIFY_AT` (local time). A job never runs
     twice at once in one scheduler (``max_instances=1``) and missed runs are
     coalesced into one; across processes, :mod:`hub.leader` lets one worker run them.
     """
@@ -97,6 +114,7 @@ def build_scheduler(hub: "Hub", scheduler: BaseScheduler | None = None) -> BaseS
     if hub.settings.aggregation.exchanges:  # at 03:00 local time: after the day's pushes, before the office opens
         scheduler.add_job(aggregate_settled, "cron", hour=3, minute=0, id="aggregation",
                           name="aggregate settled months", **common)
+    scheduler.add_job(verify_ledger, "cron", **VERIFY_AT, id="ledger-verify", name="verify the ledger", **common)
     for connector in hub.connectors.pulls():
         for stream in connector.streams():
             scheduler.add_job(pull_stream, "interval", seconds=connector.binding.every_s,

@@ -238,7 +238,7 @@ def test_the_scheduler_runs_expiry_and_the_stale_holds_job(hub, acc, clock):
     clock.advance(days=2)
     scheduler = build_scheduler(hub)
     jobs = {job.id: job for job in scheduler.get_jobs()}
-    assert set(jobs) == {"points-expiry", "redemptions-void-stale"}
+    assert set(jobs) == {"points-expiry", "redemptions-void-stale", "ledger-verify"}
     assert jobs["points-expiry"].trigger.interval == timedelta(seconds=hub.settings.rewards.expire_every_s)
     assert jobs["points-expiry"].max_instances == 1 and jobs["points-expiry"].coalesce
     jobs["points-expiry"].func(*jobs["points-expiry"].args)  # what the scheduler's thread calls
