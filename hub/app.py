@@ -42,6 +42,12 @@ def create_app(config: str | os.PathLike | None = None, *, settings: Settings | 
     from .api import register_api
 
     register_api(app)
+    from .web.share_page import bp as share_bp
+
+    app.register_blueprint(share_bp)
+    from .web.pages import register_pages
+
+    register_pages(app, hub)
     return app
 
 

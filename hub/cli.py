@@ -69,6 +69,8 @@ def demo(ctx: click.Context) -> None:
 
 
 def _print_demo(hub: Any) -> None:
+    import textwrap
+
     from .demo import run_demo
     from .ledger import Ledger, user_carbon, user_points
 
@@ -76,17 +78,35 @@ def _print_demo(hub: Any) -> None:
     click.echo("Partners:")
     for p in hub.settings.partners.values():
         click.echo(f"  {p.id:<12} {p.name} -> {', '.join(p.scenarios)}")
-    click.echo("Batches pushed:")
+    click.echo("Batches pushed (partner/scenario):")
     for name, s in summary["results"].items():
-        click.echo(f"  {name:<24} accepted {s['accepted']}, duplicate {s['duplicate']}, rejected {s['rejected']}"
-                   f" {s['reasons'] or ''}")
-    click.echo("Accounts:")
+        reasons = ", ".join(f"{reason} {n}" for reason, n in s["reasons"].items())
+        click.echo(f"  {name:<26} accepted {s['accepted']}, duplicate {s['duplicate']}, rejected {s['rejected']}"
+                   f"{f'  ({reasons})' if reasons else ''}")
+    if summary["rejections"]:
+        click.echo(textwrap.fill("Rejected, by reason: " + ", ".join(
+            f"{r} {n}" for r, n in summary["rejections"].items()), width=110, subsequent_indent="  "))
+    for benefit, left in summary["codes_left"].items():
+        click.echo(f"Voucher codes left for {benefit}: {left} (demo codes)")
+    click.echo("Accounts (balance; benefits they can redeem now):")
     for user, account in summary["accounts"].items():
-        click.echo(f"  {user:<11} {account}  {Ledger.balance(user_carbon(account), 'g'):>6} g"
-                   f"  {Ledger.balance(user_points(account), 'pts'):>5} pts")
+        catalogue = hub.exchange.catalogue(account)
+        can = [b["id"] for b in catalogue if b["eligibility"]["can_redeem"]]
+        cheapest = min(catalogue, key=lambda b: b["cost"], default=None)
+        offer = ", ".join(can) if can or not cheapest else \
+            f"none yet ({cheapest['id']} costs {cheapest['cost']} pts)"
+        click.echo(f"  {user:<11} {account}  {Ledger.balance(user_carbon(account), 'g'):>7} g"
+                   f"  {Ledger.balance(user_points(account), 'pts'):>5} pts  {offer}")
     key = summary["keys"].get("CARBONHUB_KEY_APP") or "<your app key>"
     first = next(iter(summary["accounts"].values()))
     click.echo("\nTry (after `carbonhub serve`):")
+    if hub.settings.web.demo_sign_in:
+        click.echo("  the user page:    http://127.0.0.1:8080/  (pick a demo account)")
+    else:
+        click.echo("  the user page:    carbonhub web link demo-alice  (prints a sign-in link)")
+    console = next((k.key_env for k in hub.settings.api_keys.values() if "admin" in k.scopes), None)
+    if console:
+        click.echo(f"  the bank console: http://127.0.0.1:8080/console  (key: {summary['keys'].get(console)})")
     click.echo(f"  curl -s -H 'Authorization: Bearer {key}' http://127.0.0.1:8080/v1/accounts/{first}")
     click.echo(f"  curl -s -H 'Authorization: Bearer {key}' http://127.0.0.1:8080/v1/accounts/{first}/ledger")
     click.echo(f"Secrets for local use are in {hub.settings.secrets_file}.")
@@ -171,11 +191,10 @@ def _anchor(_ctx: Any, _param: Any, values: tuple[str, ...]) -> dict[int, str]:
               help="A head printed by an earlier verify and kept outside the hub (repeatable).")
 @click.pass_context
 def ledger_verify(ctx: click.Context, anchors: dict[int, str]) -> None:
-    """Recompute the hash chain and every balance from postings."""
-    from .ledger import verify
+    """Recompute the hash chain and every balance from postings (the run is recorded for the console)."""
+    from .ledger_checks import check_ledger
 
-    _hub(ctx)
-    report = verify(anchors=anchors)
+    report, _ = check_ledger(_hub(ctx), "cli", anchors=anchors)
     if report.ok:
         click.echo(f"ledger ok: {report.transactions} transactions, {report.accounts} account balances")
         click.echo(f"head {report.head_seq}:{report.head_hash} (keep it outside the hub; pass it as --anchor)")
@@ -209,7 +228,8 @@ def ledger_reverse(ctx: click.Context, seq: int, reason: str) -> None:
               help="On PostgreSQL, how often a standby worker tries to take the lead.")
 @click.pass_context
 def worker(ctx: click.Context, once: bool, standby_retry_s: int) -> None:
-    """Run the scheduled jobs: pull connectors, points expiry, stale redemption holds, monthly aggregation.
+    """Run the scheduled jobs: pull connectors, points expiry, stale redemption holds, monthly aggregation,
+    daily ledger verification.
 
     With several workers on PostgreSQL, one leads (an advisory lock) and the others wait as standbys.
     """
@@ -468,6 +488,7 @@ from . import cli_connectors  # noqa: E402,F401  (registers pull and connectors)
 from .cli_import import import_command  # noqa: E402  (carbonhub import: docs/import.md)
 main.add_command(import_command)
 from .cli_plugin import plugin as _plugin_group; main.add_command(_plugin_group)  # noqa: E402,E702
+from .cli_web import web as _web_group; main.add_command(_web_group)  # noqa: E402,E702
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -186,6 +186,16 @@ class QuizSchema(_Strict):
     max_points_per_day = fields.Integer(strict=True, load_default=30, validate=validate.Range(0, 10**9))
 
 
+class WebSchema(_Strict):
+    """``[web]``: the user page and the bank's console served by the hub (docs/web.md)."""
+
+    secret_key_env = fields.String(load_default="CARBONHUB_WEB_SECRET", validate=ENV_NAME)
+    sign_in_link_ttl_s = fields.Integer(strict=True, load_default=600, validate=validate.Range(30, 7 * 86_400))
+    session_ttl_s = fields.Integer(strict=True, load_default=8 * 3600, validate=validate.Range(60, 30 * 86_400))
+    demo_sign_in = fields.Boolean(load_default=False)
+    cookie_secure = fields.Boolean(load_default=False)
+
+
 LIMIT_PERIODS = ("day", "week", "month", "ever")
 
 
@@ -239,6 +249,7 @@ class ConfigSchema(_Strict):
     aggregation = fields.Nested(AggregationSchema, load_default=lambda: AggregationSchema().load({}))
     connectors = _keyed(ConnectorBindingSchema)
     quiz = fields.Nested(QuizSchema, load_default=lambda: QuizSchema().load({}))
+    web = fields.Nested(WebSchema, load_default=lambda: WebSchema().load({}))
 
     @post_load
     def _defaults(self, data: dict, **_: Any) -> dict:
@@ -360,6 +371,15 @@ class QuizConfig:
     max_points_per_day: int = 30
 
 
+@dataclass(frozen=True)
+class WebConfig:
+    secret_key_env: str = "CARBONHUB_WEB_SECRET"
+    sign_in_link_ttl_s: int = 600
+    session_ttl_s: int = 8 * 3600
+    demo_sign_in: bool = False
+    cookie_secure: bool = False
+
+
 @dataclass
 class Settings:
     """Validated configuration. Build with :func:`load_settings`."""
@@ -383,6 +403,7 @@ class Settings:
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)
     connectors: Mapping[str, Any] = field(default_factory=dict)  # name -> connectors.base.Binding
     quiz: QuizConfig = field(default_factory=QuizConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     _file_secrets: dict[str, str] | None = None
 
     def secret(self, env_name: str) -> str | None:
@@ -436,6 +457,9 @@ class Settings:
             "quiz": {"questions_per_day": self.quiz.questions_per_day,
                      "points_per_correct": self.quiz.points_per_correct,
                      "max_points_per_day": self.quiz.max_points_per_day},
+            "web": {"secret_key_env": self.web.secret_key_env, "secret_key": shown(self.web.secret_key_env),
+                    "sign_in_link_ttl_s": self.web.sign_in_link_ttl_s, "session_ttl_s": self.web.session_ttl_s,
+                    "demo_sign_in": self.web.demo_sign_in, "cookie_secure": self.web.cookie_secure},
         }
 
 
@@ -526,6 +550,7 @@ def load_settings(path: str | os.PathLike | None = None, *, data: Mapping[str, A
             exchanges={xid: Exchange(id=xid, **x) for xid, x in loaded["aggregation"]["exchanges"].items()}),
         connectors={name: Binding(name=name, **b) for name, b in loaded["connectors"].items()},
         quiz=QuizConfig(**loaded["quiz"]),
+        web=WebConfig(**loaded["web"]),
     )
     errors = [(f"partners.{p.id}.scenarios", f"Scenario {s!r} is not configured under [scenarios].")
               for p in settings.partners.values() for s in p.scenarios if s not in settings.scenarios]

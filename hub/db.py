@@ -384,6 +384,25 @@ class QuizAnswer(BaseModel):
         primary_key = pw.CompositeKey("account", "question")
 
 
+class ShareCard(BaseModel):
+    """A share card of a user's carbon value (hub.shares): a frozen snapshot behind a public link.
+
+    Only the sha256 of the link's token is kept; the token itself is shown once, at creation.
+    """
+
+    id = pw.CharField(primary_key=True, max_length=40)
+    account = pw.CharField(max_length=40)
+    token_sha256 = pw.CharField(max_length=64, unique=True)
+    period = pw.CharField(max_length=7)  # all | YYYY | YYYY-MM (local calendar)
+    card = JSONText()  # the snapshot shown publicly: figures only, nothing about the user
+    created_at = pw.DateTimeField()
+    expires_at = pw.DateTimeField()
+    revoked_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("account", "created_at"), False),)
+
+
 class Redemption(BaseModel):
     """A user's redemption of a benefit: held, then fulfilled or voided exactly once."""
 
@@ -506,6 +525,24 @@ class PushNonce(BaseModel):
         primary_key = pw.CompositeKey("partner", "signature")
 
 
+class LedgerCheck(BaseModel):
+    """One run of ``ledger.verify()`` (hub.ledger_checks): when, by what, and what it found."""
+
+    id = pw.BigAutoField()
+    trigger = pw.CharField(max_length=16)  # cli | api | schedule
+    started_at = pw.DateTimeField(index=True)
+    finished_at = pw.DateTimeField()
+    duration_ms = pw.IntegerField()
+    ok = pw.BooleanField()
+    transactions = pw.BigIntegerField()
+    accounts = pw.BigIntegerField()
+    head_seq = pw.BigIntegerField()
+    head_hash = pw.CharField(max_length=64)
+    first_break = pw.BigIntegerField(null=True)
+    problem_count = pw.IntegerField()
+    problems = JSONText()  # the first few problems (list of strings)
+
+
 # Partial indexes: the lots still holding points, by account (spending) and by expiry (the expiry job).
 PointLot.add_index(PointLot.account, PointLot.expires_at, where=PointLot.remaining > 0)
 PointLot.add_index(PointLot.expires_at, where=PointLot.remaining > 0)
@@ -518,7 +555,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     CarbonUse, Certificate, Aggregation, CarbonAdjustment,
     PointLot, PointsUsage, Redemption, BenefitStock, VoucherCode,
     ConnectorState, ConnectorRun, StreamKey, ImportFile, PushNonce,
-    QuizAnswer,
+    QuizAnswer, ShareCard, LedgerCheck,
 )
 GENESIS_HASH = "0" * 64
 

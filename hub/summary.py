@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from .core import Hub
 
 
-def _credited() -> pw.Expression:
+def credited() -> pw.Expression:
+    """Behaviours whose grams the user holds: accepted, credited, and not reversed."""
     reversed_seqs = LedgerTransaction.select(LedgerTransaction.reverses).where(
         LedgerTransaction.reverses.is_null(False))
     return ((Behaviour.status == ACCEPTED) & (Behaviour.grams > 0) & Behaviour.tx_seq.is_null(False)
@@ -35,7 +36,7 @@ def percentile(account_id: str, total: int) -> int | None:
     if not others:
         return None
     totals = (Behaviour.select(Behaviour.account, pw.fn.SUM(Behaviour.grams).alias("g"))
-              .where(_credited() & (Behaviour.account != account_id)).group_by(Behaviour.account))
+              .where(credited() & (Behaviour.account != account_id)).group_by(Behaviour.account))
     at_least = (pw.Select([totals], [pw.fn.COUNT(pw.SQL("*"))])
                 .where(totals.c.g >= total).bind(db.database).scalar()) if total > 0 else others
     return (others - int(at_least or 0)) * 100 // others
@@ -44,7 +45,7 @@ def percentile(account_id: str, total: int) -> int | None:
 def summary(hub: Hub, account_id: str) -> dict[str, Any]:
     tz = hub.settings.timezone
     rows = (Behaviour.select(Behaviour.scenario, Behaviour.occurred_at, Behaviour.created_at, Behaviour.grams)
-            .where(_credited() & (Behaviour.account == account_id)).tuples())
+            .where(credited() & (Behaviour.account == account_id)).tuples())
     by_scenario: dict[str, int] = defaultdict(int)
     by_month: dict[str, int] = defaultdict(int)
     for scenario, occurred_at, created_at, grams in rows:

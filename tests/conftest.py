@@ -27,6 +27,7 @@ SECRETS = {
     "CARBONHUB_KEY_APP": "app-key-0123456789",
     "CARBONHUB_KEY_CONSOLE": "console-key-0123456789",
     "CARBONHUB_KEY_READER": "reader-key-0123456789",
+    "CARBONHUB_WEB_SECRET": "web-secret-0123456789abcdef",
 }
 
 BASE_CONFIG = {

@@ -10,6 +10,8 @@ from . import accounts, admin, aggregations, consents, ledger, methodologies, ne
 from . import benefits, points, redemptions
 from . import quiz, science
 from . import calculator, summary
+from . import shares
+from . import sign_in
 from .errors import register_error_handlers
 from .openapi import build_spec
 
@@ -17,7 +19,8 @@ BLUEPRINTS = (accounts.bp, consents.bp, partners.bp, ledger.bp, scenarios.bp, me
               neutralisations.bp, aggregations.bp, points.bp,
               benefits.bp, redemptions.bp,
               science.bp, quiz.bp,
-              calculator.bp, summary.bp)
+              calculator.bp, summary.bp,
+              shares.bp, sign_in.bp)
 # Room for a full batch of typical partner records; larger bodies are refused with 413.
 BYTES_PER_RECORD = 8 * 1024
 

@@ -40,11 +40,13 @@ ERROR_CODES: dict[int, tuple[str, ...]] = {
     409: ("idempotency_conflict", "already_reversed", "conflict",
           "insufficient_carbon", "carbon_retired", "not_reversible", "period_open",
           "insufficient_points", "out_of_stock", "limit_reached", "benefit_closed", "not_eligible",
-          "not_in_todays_quiz"),
+          "not_in_todays_quiz", "too_many_shares", "replayed_request"),
+    410: ("share_revoked", "share_expired"),
     413: ("batch_too_large", "payload_too_large"),
     422: ("validation_error",),
     429: ("rate_limited",),
     500: ("internal_error",),
+    503: ("web_not_configured",),
 }
 
 

@@ -29,6 +29,7 @@ PATH_PARAMS = {
     "certificate_id": "Neutralisation certificate id (`cert_…`).",
     "aggregation_id": "Aggregation id, `agg_<exchange>_<YYYY-MM>`.",
     "redemption_id": "Redemption id (`rdm_…`), as returned when it was made.",
+    "share_id": "Share card id, as returned when it was made (never the public token).",
 }
 DESCRIPTION = """\
 The carbonhub HTTP API for the bank's app backend, the bank's console and partners.
