@@ -30,8 +30,9 @@ from xml.sax.saxutils import escape
 
 from . import db
 from .accounts import new_id
-from .db import Account, Behaviour, ShareCard, database
-from .summary import credited
+from .db import Account, ShareCard, database
+from .queries import account_exists
+from .summary import credited_by_month
 
 if TYPE_CHECKING:
     from .core import Hub
@@ -104,13 +105,9 @@ def _scenario_title(hub: "Hub", scenario: str) -> str:
 def snapshot(hub: "Hub", account_id: str, period: str) -> dict[str, Any]:
     """The card's figures for ``period``: the account's credited behaviours (as :mod:`hub.summary`
     counts them), by local month of ``occurred_at`` (or ``created_at``). Nothing identifies the user."""
-    tz = hub.settings.timezone
-    rows = (Behaviour.select(Behaviour.scenario, Behaviour.occurred_at, Behaviour.created_at, Behaviour.grams)
-            .where(credited() & (Behaviour.account == account_id)).tuples())
     by_scenario: dict[str, int] = defaultdict(int)
     count = 0
-    for scenario, occurred_at, created_at, grams in rows:
-        month = db.from_db(occurred_at or created_at).astimezone(tz).strftime("%Y-%m")
+    for scenario, month, grams in credited_by_month(hub, account_id):
         if period == "all" or month[:len(period)] == period:
             by_scenario[scenario] += grams
             count += 1
@@ -118,18 +115,17 @@ def snapshot(hub: "Hub", account_id: str, period: str) -> dict[str, Any]:
     if by_scenario:
         sid = min(by_scenario, key=lambda s: (-by_scenario[s], s))
         top = {"id": sid, "title": _scenario_title(hub, sid), "grams": by_scenario[sid]}
-    # No config key names the hub for users yet; a display name added to the settings shows on the card.
-    name = getattr(hub.settings, "display_name", None)
+    # hub_name stays null until the config gives the hub a name users see; the card and page show it then.
     return {"period": period, "period_label": period_words(period), "total_g": sum(by_scenario.values()),
-            "behaviours": count, "top_scenario": top, "hub_name": name or None,
-            "as_of": hub.now().astimezone(tz).date().isoformat()}
+            "behaviours": count, "top_scenario": top, "hub_name": None,
+            "as_of": hub.now().astimezone(hub.settings.timezone).date().isoformat()}
 
 
 # --- shares -------------------------------------------------------------------------------------------
 
 
 def _require_account(account_id: str) -> None:
-    if not Account.select(Account.id).where(Account.id == account_id).exists():
+    if not account_exists(account_id):
         raise ShareError(404, "not_found", f"No account {account_id!r}.")
 
 

@@ -9,7 +9,7 @@ account's data is returned), and equivalents from the sourced document
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import peewee as pw
 
@@ -42,15 +42,23 @@ def percentile(account_id: str, total: int) -> int | None:
     return (others - int(at_least or 0)) * 100 // others
 
 
-def summary(hub: Hub, account_id: str) -> dict[str, Any]:
+def credited_by_month(hub: Hub, account_id: str) -> Iterator[tuple[str, str, int]]:
+    """``(scenario, local month YYYY-MM, grams)`` of each of the account's credited behaviours,
+    the month of ``occurred_at`` (or ``created_at``) in the hub's time zone. One query."""
     tz = hub.settings.timezone
     rows = (Behaviour.select(Behaviour.scenario, Behaviour.occurred_at, Behaviour.created_at, Behaviour.grams)
             .where(credited() & (Behaviour.account == account_id)).tuples())
+    for scenario, occurred_at, created_at, grams in rows:
+        yield scenario, db.from_db(occurred_at or created_at).astimezone(tz).strftime("%Y-%m"), grams
+
+
+def summary(hub: Hub, account_id: str) -> dict[str, Any]:
+    tz = hub.settings.timezone
     by_scenario: dict[str, int] = defaultdict(int)
     by_month: dict[str, int] = defaultdict(int)
-    for scenario, occurred_at, created_at, grams in rows:
+    for scenario, month, grams in credited_by_month(hub, account_id):
         by_scenario[scenario] += grams
-        by_month[db.from_db(occurred_at or created_at).astimezone(tz).strftime("%Y-%m")] += grams
+        by_month[month] += grams
     total = sum(by_scenario.values())
     doc = document("footprint-equivalents", hub.now().astimezone(tz).date())
     equivalents = [{"name": f.name, "amount": floor_g(total / f.value), "factor": str(f.value),

@@ -10,6 +10,8 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 
+from connectors.status import connector_status
+
 from .. import ingest_stats, ledger_checks
 from ..api.auth import authenticate_key, current_hub
 from ..config import ApiKey
@@ -50,8 +52,6 @@ def _data(days: int) -> dict[str, Any]:
     today = hub.now().astimezone(hub.settings.timezone).date()
     methodologies = [{"id": mid, "versions": [{**v.as_dict(), "in_force": v.in_force(today)} for v in versions]}
                      for mid, versions in sorted(hub.methodologies.versions.items())]
-    from connectors.status import connector_status
-
     return {"stats": stats, "chart": chart, "scenarios": scenarios, "partners": list(hub.settings.partners.values()),
             "methodologies": methodologies, "check": ledger_checks.last_check(),
             "connectors": connector_status(hub)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, render_template, request
+from flask import Flask, current_app, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from .. import db
@@ -30,7 +30,6 @@ def register_pages(app: Flask, hub: Hub) -> None:
                       SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_SECURE=hub.settings.web.cookie_secure,
                       PERMANENT_SESSION_LIFETIME=timedelta(seconds=hub.settings.web.session_ttl_s))
     for bp in (user.bp, console.bp):
-        _guard(bp)
         app.register_blueprint(bp)
 
     @app.template_filter("localtime")
@@ -53,25 +52,26 @@ def register_pages(app: Flask, hub: Hub) -> None:
         return {"csrf_token": csrf_token, "now_local": hub.now().astimezone(hub.settings.timezone)}
 
 
-def _guard(bp: Blueprint) -> None:
-    """Pages need the web secret; their errors are pages, not JSON."""
-    if getattr(bp, "_carbonhub_guarded", False):
-        return  # blueprints are module-level: add the handlers once, whatever the number of apps
-    bp._carbonhub_guarded = True
-
-    @bp.before_request
-    def _configured() -> Any:
-        if not request.blueprint or request.endpoint and request.endpoint.endswith(".static"):
-            return None
-        if not current_app.secret_key:
-            env = current_app.extensions["carbonhub"].settings.web.secret_key_env
-            return render_template("error.html", status=503, title=TITLES[503],
-                                   message=f"The web pages are not configured: set the environment variable {env} "
-                                           "(named by [web] secret_key_env)."), 503
+def _configured() -> Any:
+    """Pages need the web secret to sign their cookie; without it they say which variable to set."""
+    if request.endpoint and request.endpoint.endswith(".static"):
         return None
+    if not current_app.secret_key:
+        env = current_app.extensions["carbonhub"].settings.web.secret_key_env
+        return render_template("error.html", status=503, title=TITLES[503],
+                               message=f"The web pages are not configured: set the environment variable {env} "
+                                       "(named by [web] secret_key_env)."), 503
+    return None
 
-    @bp.errorhandler(HTTPException)
-    def _error(exc: HTTPException) -> Any:
-        status = exc.code or 500
-        return render_template("error.html", status=status, title=TITLES.get(status, exc.name),
-                               message=exc.description), status
+
+def _error(exc: HTTPException) -> Any:
+    """A page's errors are pages, not the API's JSON."""
+    status = exc.code or 500
+    return render_template("error.html", status=status, title=TITLES.get(status, exc.name),
+                           message=exc.description), status
+
+
+# The blueprints live at module level, so their handlers are attached once here, not per app.
+for _bp in (user.bp, console.bp):
+    _bp.before_request(_configured)
+    _bp.register_error_handler(HTTPException, _error)
