@@ -54,6 +54,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
+import peewee as pw
 import pytest
 
 from . import db, signing
@@ -112,19 +113,79 @@ def replay_protection_available() -> bool:
     return "replayed_request" in inspect.getsource(auth)
 
 
-def fresh_database_url(tmp_path: Path, name: str = "hub.db") -> str:
+def fresh_database_url(tmp_path: Path, name: str = "hub.db", *, empty: bool = False) -> str:
     """A database for one test: ``CARBONHUB_TEST_DATABASE_URL`` emptied, or a new SQLite file in ``tmp_path``.
 
-    The PostgreSQL database is shared by every test, so its schema is dropped first
-    (the hub's own suite does the same).
+    The PostgreSQL database is shared by every test, so it is emptied first
+    (the hub's own suite does the same): every table of the hub holds no row and
+    every id sequence starts again at 1, as if the schema had just been dropped
+    and created again. Building ~30 tables for each test is what made a suite
+    on PostgreSQL slow, so the tables are kept between tests and only emptied
+    (:func:`reset_database`); ``empty=True`` drops them, for a test of ``db
+    init`` itself.
     """
     url = os.environ.get("CARBONHUB_TEST_DATABASE_URL")
     if url:
         db.bind(url)
-        db.drop_schema()
-        db.database.close()
+        try:
+            if empty:
+                db.drop_schema()
+            else:
+                reset_database()
+        finally:
+            db.database.close()
         return url
     return f"sqlite:///{tmp_path}/{name}"
+
+
+#: Per PostgreSQL database: the catalog of the schema this process last created there (:func:`reset_database`).
+_known_schemas: dict[tuple, list[tuple]] = {}
+
+_CATALOG_SQL = ("SELECT c.oid, c.relname, c.relkind, c.relnatts, c.relchecks, c.relhastriggers FROM pg_class c "
+                "WHERE c.relnamespace = current_schema()::regnamespace ORDER BY c.oid")
+
+
+def reset_database() -> None:
+    """Empty the bound database as :func:`hub.db.drop_schema` would, for ``Hub.init_db()`` to fill anew.
+
+    On SQLite this is :func:`hub.db.drop_schema`. On PostgreSQL the first call
+    for a database drops and creates the hub's tables, then notes the schema's
+    catalog: every table, index and sequence by its oid, with its column, check
+    and trigger counts. Later calls read the catalog again (one cheap query):
+    when it is unchanged, no DDL ran since, so emptying the tables that hold
+    rows (``TRUNCATE``) and restarting every id sequence leaves what creating
+    them anew would; when anything differs (a test dropped the schema, another
+    process rebuilt it, a table or column was added), the tables are dropped
+    and created again. Either way no table holds a row afterwards:
+    ``Hub.init_db()`` writes the schema version and the ledger's genesis head
+    as on a new database.
+    """
+    database = db.database
+    if not db.is_postgres():
+        db.drop_schema()
+        return
+    key = (database.obj.database, tuple(sorted((k, str(v)) for k, v in database.obj.connect_params.items())))
+    catalog = [tuple(row) for row in database.execute_sql(_CATALOG_SQL).fetchall()]
+    tables = [m._meta.table_name for m in db.MODELS]
+    if catalog != _known_schemas.get(key):
+        db.drop_schema()
+        with database.atomic():
+            database.create_tables(db.MODELS)
+        _known_schemas[key] = [tuple(row) for row in database.execute_sql(_CATALOG_SQL).fetchall()]
+        return  # new tables: empty, sequences at 1
+    quoted = [f'"{name}"' for name in tables]
+    with database.atomic():
+        # As DROP TABLE would: wait for any other session still writing, and keep them out until emptied.
+        database.execute_sql(f"LOCK TABLE {', '.join(quoted)} IN ACCESS EXCLUSIVE MODE")
+        holding = [name for (name,) in database.execute_sql(" UNION ALL ".join(
+            f"SELECT '{name}' WHERE EXISTS (SELECT 1 FROM {q})" for name, q in zip(tables, quoted))).fetchall()]
+        if holding:
+            database.execute_sql("TRUNCATE " + ", ".join(f'"{name}"' for name in holding) + " CASCADE")
+        serial = [(m._meta.table_name, m._meta.primary_key.column_name) for m in db.MODELS
+                  if isinstance(m._meta.primary_key, pw.AutoField)]
+        if serial:  # a rolled-back insert moves a sequence on too, so restart them all
+            database.execute_sql("SELECT " + ", ".join(
+                f"setval(pg_get_serial_sequence('\"{table}\"', '{column}'), 1, false)" for table, column in serial))
 
 
 class PluginConformance:

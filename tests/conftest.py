@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import os
 from datetime import datetime, timezone
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -18,7 +19,50 @@ from hub.context import FixedClock
 from hub.core import Hub
 from hub.testing import fresh_database_url
 
-PG_URL = os.environ.get("CARBONHUB_TEST_DATABASE_URL")
+
+def worker_database_url(url: str | None, worker: str | None) -> str | None:
+    """Under pytest-xdist, each worker's own PostgreSQL database beside ``url``: ``<name>_<worker>``.
+
+    Tests empty the database they run on, so two workers must never share one.
+    The database is created (from ``template1``, as ``createdb`` does) when missing.
+    """
+    if not url or not worker:
+        return url
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/") or "postgres"
+    if name.endswith(f"_{worker}"):  # already this worker's (conftest read twice, or a child process)
+        return url
+    name = f"{name}_{worker}"
+    import time
+
+    import psycopg2
+    from psycopg2 import errors, sql
+
+    conn = psycopg2.connect(url)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            for _ in range(10):
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                if cur.fetchone() is not None:
+                    break
+                try:
+                    cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                except errors.DuplicateDatabase:
+                    break
+                except errors.ObjectInUse:  # someone is connected to template1 for a moment
+                    time.sleep(0.5)
+                else:
+                    break
+    finally:
+        conn.close()
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+PG_URL = worker_database_url(os.environ.get("CARBONHUB_TEST_DATABASE_URL"), os.environ.get("PYTEST_XDIST_WORKER"))
+if PG_URL:  # what hub.testing, the CLI and the partner suites in subprocesses read
+    os.environ["CARBONHUB_TEST_DATABASE_URL"] = PG_URL
+
 NOW = datetime(2026, 11, 21, 4, 0, tzinfo=timezone.utc)  # 12:00 in Shanghai
 
 SECRETS = {
@@ -81,8 +125,9 @@ def clock():
 
 
 @pytest.fixture
-def database_url(tmp_path):
-    return fresh_database_url(tmp_path)
+def database_url(request, tmp_path):
+    """An empty database; ``@pytest.mark.empty_database``: with no table at all (a test of ``db init``)."""
+    return fresh_database_url(tmp_path, empty=request.node.get_closest_marker("empty_database") is not None)
 
 
 @pytest.fixture

@@ -55,6 +55,7 @@ def cli(tmp_path, database_url):
         db.database.close()
 
 
+@pytest.mark.empty_database
 def test_db_init_is_idempotent(cli):
     assert "schema version 1" in cli("db", "init")
     assert "schema version 1" in cli("db", "init")

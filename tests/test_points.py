@@ -22,6 +22,7 @@ from hub.db import LedgerTransaction, PointLot
 from hub.ledger import InvalidTransaction, Ledger, TxRequest, user_points, verify
 from hub.lots import EXPIRED, InsufficientPoints, NotReversible, add_months, expire_due, rebuild, spend_plan
 from hub.records import PostingRecord
+from hub.testing import reset_database
 
 UTC = timezone.utc
 
@@ -293,7 +294,7 @@ OPS = st.lists(st.tuples(st.sampled_from(["credit", "spend", "expire", "reverse"
 @hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=OPS)
 def test_lots_always_hold_the_balance_and_rebuild_to_the_same(hub, clock, ops):
-    db.drop_schema()
+    reset_database()  # each example starts on an empty store, as on a new database
     hub.init_db()
     account = hub.open_account("prop")[0].id
     credits, n = [], 0

@@ -76,6 +76,7 @@ def shot(page, tmp_path: Path, name: str) -> Path:
     from PIL import Image
 
     path = tmp_path / f"{name}.png"
+    page.wait_for_load_state("load")  # a page just navigated to: its stylesheet and images in, not a blank frame
     page.screenshot(path=str(path))
     assert path.stat().st_size > 10_000, f"{name}: suspiciously small screenshot"
     with Image.open(path) as img:
@@ -156,6 +157,7 @@ def test_a_users_path_through_the_page(server, page, tmp_path):
     page.get_by_role("button", name="Make a share card").click()
     image = page.locator("[data-testid=new-share] img")
     expect(image).to_be_visible()
+    page.wait_for_function("img => img.complete", arg=image.element_handle())  # loaded (or failed), not loading
     assert page.evaluate("img => img.naturalWidth", image.element_handle()) == 1200
     share_url = page.locator("input.share-url").input_value()
     shot(page, tmp_path, "user-page-shared")
@@ -191,7 +193,7 @@ def test_an_operator_reads_the_console(server, page, tmp_path):
     bars = page.locator("#ingestion svg g.bar")
     assert bars.count() == 30
     page.get_by_role("link", name="90 days").click()
-    assert page.locator("#ingestion svg g.bar").count() == 90
+    expect(page.locator("#ingestion svg g.bar")).to_have_count(90)
     days_with_traffic = sum(int(bars.nth(i).get_attribute("data-total")) > 0 for i in range(90))
     assert days_with_traffic > 20  # the demo's traffic arrives day by day over three months
     assert page.locator("#rejections tr[data-reason]").count() >= 3
