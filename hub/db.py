@@ -11,6 +11,7 @@ import json
 import sqlite3
 from datetime import datetime, timezone
 from decimal import Decimal
+from itertools import chain
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -636,6 +637,11 @@ def bulk_insert(model: type[BaseModel], columns: Sequence[str], rows: Iterable[S
     table = model._meta.table_name
     cols = ", ".join(f'"{model._meta.fields[c].column_name}"' for c in columns)
     cursor = database.cursor()
+    with pw.__exception_wrapper__:  # driver errors as peewee's (IntegrityError...), as execute_sql raises them
+        _bulk_insert(cursor, table, cols, len(columns), rows)
+
+
+def _bulk_insert(cursor: Any, table: str, cols: str, width: int, rows: list[Sequence[Any]]) -> None:
     if is_postgres():
         text = _copy_text(rows)
         if text is not None:  # COPY is parsed and inserted about 2.5 times faster than INSERT .. VALUES
@@ -645,7 +651,7 @@ def bulk_insert(model: type[BaseModel], columns: Sequence[str], rows: Iterable[S
 
         execute_values(cursor, f'INSERT INTO "{table}" ({cols}) VALUES %s', rows, page_size=1000)
     else:
-        _sqlite_insert_pages(cursor, f'INSERT INTO "{table}" ({cols})', len(columns), rows)
+        _sqlite_insert_pages(cursor, f'INSERT INTO "{table}" ({cols})', width, rows)
 
 
 class _NotCopyable(Exception):
@@ -696,12 +702,13 @@ def upsert_add(model: type[BaseModel], keys: Sequence[str], adds: Sequence[str],
                        for n in (model._meta.fields[c].column_name for c in adds))
     conflict = f"ON CONFLICT ({target}) DO UPDATE SET {update}"
     cursor = database.cursor()
-    if is_postgres():
-        from psycopg2.extras import execute_values
+    with pw.__exception_wrapper__:
+        if is_postgres():
+            from psycopg2.extras import execute_values
 
-        execute_values(cursor, f'INSERT INTO "{table}" ({cols}) VALUES %s {conflict}', rows, page_size=1000)
-    else:
-        _sqlite_insert_pages(cursor, f'INSERT INTO "{table}" ({cols})', len(names), rows, f" {conflict}")
+            execute_values(cursor, f'INSERT INTO "{table}" ({cols}) VALUES %s {conflict}', rows, page_size=1000)
+        else:
+            _sqlite_insert_pages(cursor, f'INSERT INTO "{table}" ({cols})', len(names), rows, f" {conflict}")
 
 
 # Rows per multi-row INSERT on SQLite. Larger pages are not faster, but each
@@ -723,7 +730,7 @@ def _sqlite_insert_pages(cursor: Any, head: str, width: int, rows: Sequence[Sequ
     for i in range(0, len(rows), per_page):
         page = rows[i:i + per_page]
         cursor.execute(f"{head} VALUES {', '.join([row_marks] * len(page))}{tail}",
-                       [value for row in page for value in row])
+                       list(chain.from_iterable(page)))
 
 
 def marks(n: int) -> str:

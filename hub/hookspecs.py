@@ -106,8 +106,10 @@ def carbonhub_normalize_record(ctx, record):
 def carbonhub_validate_behaviour(ctx, behaviour):
     """Return a list of :class:`hub.records.Problem` for an implausible behaviour.
 
-    Every implementation runs (return ``[]`` or ``None`` for behaviours of other
-    scenarios). Any problem rejects the behaviour with the first problem's code
+    The hub calls the implementation of the plugin that registered the
+    behaviour's scenario, and those of plugins that register no scenario (a
+    bank-wide policy); return ``[]`` or ``None`` for your scenarios you do not
+    check. Any problem rejects the behaviour with the first problem's code
     as its reason; e.g. a 300 km metro ride, a ride faster than a train. Do not
     query other systems here: the hook runs for every record of a batch.
     """

@@ -220,6 +220,7 @@ class Pipeline:
     def __init__(self, hub: "Hub"):
         self.hub = hub
         self._normalizers: dict[str, Any] = {}
+        self._validators_by_scenario: dict[str, list[Impl]] | None = None
 
     # --- public ------------------------------------------------------------
 
@@ -317,7 +318,7 @@ class Pipeline:
                 rec.problem = _problem("unknown_partner", f"Partner {partner_id!r} is not configured or disabled.")
             return
         normalize = self._normalizer(partner_id, partner.scenarios)
-        validators = hookimpls(hub.pm.hook.carbonhub_validate_behaviour) or None
+        validators = self._validators()
         ctx, tz, settings = hub.ctx, hub.settings.timezone, hub.settings
         latest = hub.now() + timedelta(seconds=settings.future_skew_s)
         ids = iter(new_ids("bhv", len(recs)))  # one per behaviour; new_id() if a record has several
@@ -352,7 +353,19 @@ class Pipeline:
                 rec.items.append(item)
                 item.static_problem = self._static_problem(partner, b)
                 if item.static_problem is None:
-                    item.validity_problem = self._validity_problem(b, item, latest, tz, validators, cache)
+                    item.validity_problem = self._validity_problem(b, item, latest, tz, validators.get(b.scenario),
+                                                                   cache)
+
+    def _validators(self) -> dict[str, list[Impl]]:
+        """Per scenario, the validators that see its behaviours: those of the plugin that
+        registered it, and those of plugins registering no scenario (bank-wide policies)."""
+        if self._validators_by_scenario is None:
+            impls = hookimpls(self.hub.pm.hook.carbonhub_validate_behaviour)
+            owner = {s: plugin for (kind, s), plugin in self.hub.registry.owner.items() if kind == "scenario"}
+            owners = set(owner.values())
+            self._validators_by_scenario = {
+                s: [i for i in impls if i[0] == plugin or i[0] not in owners] for s, plugin in owner.items()}
+        return self._validators_by_scenario
 
     def _static_problem(self, partner: Any, b: Behaviour) -> Problem | None:
         if b.scenario not in partner.scenarios:
@@ -373,7 +386,7 @@ class Pipeline:
         if not isinstance(b.quantity, (int, Decimal)) or b.quantity <= 0:
             return _problem("non_positive_quantity", field_name="quantity")
         hub = self.hub
-        if validators is not None:  # in turn, isolated, stopping at the first problem
+        if validators:  # in turn, isolated, stopping at the first problem
             for _, problems, exc in call_each(validators, ctx=hub.ctx, behaviour=b):
                 if exc is not None:
                     log.error("validator failed: %r", exc)
@@ -555,7 +568,8 @@ class Pipeline:
                 item.receipt = {"caps": caps_applied, "points": [g.__dict__ for g in grants]}
                 credits.append((item, self._credit_request(partner_id, item, grams, grants, expiry)))
 
-        posted = hub.ledger.post_many([req for _, req in credits]) if credits else []
+        # Credit keys come from behaviour ids minted for this chunk: they cannot exist yet.
+        posted = hub.ledger.post_many([req for _, req in credits], new_keys=True) if credits else []
         for (item, _), (tx, _created) in zip(credits, posted):
             item.outcome.tx_seq = tx.seq
         self._write_rows(partner_id, recs, source, batch_id, now)
@@ -598,12 +612,13 @@ class Pipeline:
         grams = item.reduction.grams
         if not caps:
             return grams, [], None
-        used = {}
         zero = (0, 0)
+        account, scenario = b.account_id, b.scenario
+        used = {}
         for label, period in (("day", item.day), ("month", item.month)):
-            key = (b.account_id, b.scenario, period)
+            key = (account, scenario, period)
             g, n = usage.get(key, zero)
-            d = delta.get(key, zero) if key in delta else zero  # delta is a defaultdict: do not grow it
+            d = delta.get(key, zero)  # get() never calls a defaultdict's factory: it does not grow
             used[label] = (g + d[0], n + d[1])
         applied: list[dict] = []
         for label in ("day", "month"):

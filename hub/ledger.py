@@ -16,6 +16,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import peewee as pw
@@ -97,6 +98,11 @@ def chain_hash(prev_hash: str, seq: int, key: str, kind: str, content_hash: str,
     return _sha(f"{prev_hash}|{seq}|{key}|{kind}|{content_hash}|{created_at.isoformat()}")
 
 
+@lru_cache(maxsize=65536)
+def _valid_account(name: str) -> bool:
+    return _ACCOUNT.match(name) is not None
+
+
 def validate(req: TxRequest) -> None:
     if not req.key or len(req.key) > 200:
         raise InvalidTransaction("idempotency key must be 1-200 characters", key=req.key)
@@ -108,7 +114,7 @@ def validate(req: TxRequest) -> None:
             raise InvalidTransaction(f"unknown unit {p.unit!r}", key=req.key)
         if type(p.amount) is not int or p.amount == 0:
             raise InvalidTransaction("amounts are non-zero integers", key=req.key, amount=repr(p.amount))
-        if not _ACCOUNT.match(p.account):
+        if not _valid_account(p.account):
             raise InvalidTransaction(f"bad account name {p.account!r}", key=req.key)
         sums[p.unit] += p.amount
     unbalanced = {u: s for u, s in sums.items() if s}
@@ -140,11 +146,15 @@ class Ledger:
             (result,) = self.post_many([req])
         return result
 
-    def post_many(self, reqs: Sequence[TxRequest]) -> list[tuple[TransactionRecord, bool]]:
+    def post_many(self, reqs: Sequence[TxRequest], *, new_keys: bool = False
+                  ) -> list[tuple[TransactionRecord, bool]]:
         """Post several transactions in the caller's database transaction.
 
         Must run inside ``database.atomic()``. Locks the chain head, so writers
-        are serialised; existing keys are answered idempotently.
+        are serialised; existing keys are answered idempotently. ``new_keys``:
+        the caller minted every key for this call (ingestion keys credits by a
+        fresh behaviour id), so looking them up is skipped; the unique index on
+        the key still refuses a collision, rolling the caller's transaction back.
         """
         for req in reqs:
             validate(req)
@@ -153,8 +163,8 @@ class Ledger:
         if len(set(keys)) != len(keys):
             raise InvalidTransaction("the same idempotency key twice in one call")
         # Keys first (cheap raw query); full rows only for the few that exist.
-        found = [k for (k,) in db.fetch_in('SELECT "key" FROM "ledger_transaction" WHERE "key" IN ({marks})',
-                                           keys)]
+        found = [] if new_keys else [
+            k for (k,) in db.fetch_in('SELECT "key" FROM "ledger_transaction" WHERE "key" IN ({marks})', keys)]
         existing = {t.key: t for t in db.select_in(
             lambda chunk: LedgerTransaction.select().where(LedgerTransaction.key.in_(chunk)), found)}
         reversed_seqs = [r.reverses for r in reqs if r.reverses is not None and r.key not in existing]

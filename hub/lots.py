@@ -31,6 +31,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import peewee as pw
@@ -137,7 +138,12 @@ def user_deltas(tx: TransactionRecord) -> dict[str, int]:
 def _when(text: Any) -> datetime | None:
     if not text:
         return None
-    value = datetime.fromisoformat(str(text))
+    return _parse_when(text if isinstance(text, str) else str(text))
+
+
+@lru_cache(maxsize=256)  # a chunk's credits share one expiry: parse it once
+def _parse_when(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
     if value.tzinfo is None:
         raise InvalidTransaction(f"points_expire_at {text!r} carries no time zone")
     return value.astimezone(timezone.utc)
@@ -234,9 +240,16 @@ class LotBook:
     # writing
     def flush(self) -> None:
         new = [lot for lot in self.lots.values() if lot.new]
+        times: dict[datetime | None, str | None] = {None: None}  # a chunk's lots share their times
+
+        def text(when: datetime | None) -> str | None:
+            if when not in times:
+                times[when] = db.sql_time(when)
+            return times[when]
+
         db.bulk_insert(PointLot, ("account", "seq", "amount", "remaining", "earned_at", "expires_at"),
-                       [(lot.account, lot.seq, lot.amount, lot.remaining, db.sql_time(lot.earned_at),
-                         db.sql_time(lot.expires_at) if lot.expires_at else None) for lot in new])
+                       [(lot.account, lot.seq, lot.amount, lot.remaining, text(lot.earned_at), text(lot.expires_at))
+                        for lot in new])
         changed = [(lot.remaining, lot.account, lot.seq) for lot in self.lots.values() if lot.dirty and not lot.new]
         if changed:
             p = database.param

@@ -118,7 +118,7 @@ def call_each(hook: pluggy.HookCaller | list[Impl], **kwargs: Any) -> Iterator[t
     """
     for name, function, argnames in (hook if isinstance(hook, list) else hookimpls(hook)):
         try:
-            yield name, function(**{arg: kwargs[arg] for arg in argnames}), None
+            yield name, function(*[kwargs[arg] for arg in argnames]), None  # positionally, as pluggy calls
         except Exception as exc:
             yield name, None, exc
 

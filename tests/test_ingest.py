@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from conftest import NOW, PG_URL, SECRETS
-from plugin_helpers import (METRO_EVIDENCE, SHANGHAI, estatement, lab_plugin, lab_record, metro_ride,
+from plugin_helpers import (LAB_SCENARIO, METRO_EVIDENCE, SHANGHAI, estatement, lab_plugin, lab_record, metro_ride,
                             plugin_module)
 
 from hub import db
@@ -23,7 +23,7 @@ from hub.core import Hub
 from hub.db import Behaviour, InboxRecord, LedgerTransaction, Receipt, UsageCounter
 from hub.ingest import REASONS
 from hub.ledger import Ledger, user_carbon, user_points, verify
-from hub.records import ACCEPTED, DUPLICATE, REJECTED, Problem
+from hub.records import ACCEPTED, DUPLICATE, REJECTED, Problem, ScenarioSpec
 
 CONSENT_AT = datetime(2019, 1, 1, tzinfo=SHANGHAI)  # before every ride below, even the 2020 one
 RIDE_AT = datetime(2026, 11, 20, 8, 1, tzinfo=SHANGHAI)  # the morning before NOW (2026-11-21 12:00 local)
@@ -364,6 +364,29 @@ def test_failing_validator_rejects_as_normalize_failed(make_hub, lab):
     ])
     assert [verdict(r) for r in result.records] == [
         (REJECTED, "normalize_failed", None), (REJECTED, "too_green", "quantity"), (ACCEPTED, None, None)]
+
+
+def test_validators_see_their_own_scenarios_and_policy_plugins_see_all(make_hub, lab):
+    seen: dict[str, list[str]] = {"owner": [], "policy": []}
+
+    def owner_validate(ctx, behaviour):  # a plugin that registers scenario "labride2"
+        seen["owner"].append(behaviour.scenario)
+        return [Problem("owner_says_no", "Not a labride2 act.", "quantity")]
+
+    def policy_validate(ctx, behaviour):  # a bank-wide policy: registers no scenario
+        seen["policy"].append(behaviour.scenario)
+        return []
+
+    owner = plugin_module("owner", carbonhub_validate_behaviour=owner_validate,
+                          carbonhub_register_scenarios=lambda ctx: [ScenarioSpec(
+                              id="labride2", title="Other rides (test)", methodology="metro-avoided-car", unit="pkm")])
+    hub = make_hub(plugins=[lab, owner, plugin_module("policy", carbonhub_validate_behaviour=policy_validate)])
+    acc = open_account(hub, "bank-1")
+    result = hub.pipeline.ingest("lab", [lab_record(acc, "L1", RIDE_AT)])
+
+    # The owner of labride2 is never asked about labride; the policy plugin is.
+    assert verdict(only(result)) == (ACCEPTED, None, None)
+    assert seen == {"owner": [], "policy": [LAB_SCENARIO]}
 
 
 # --- duplicates ---------------------------------------------------------------------

@@ -2,6 +2,7 @@
 the hash chain, and :func:`hub.ledger.verify` against direct SQL tampering."""
 from __future__ import annotations
 
+import peewee as pw
 import pytest
 
 from hub import db
@@ -152,6 +153,18 @@ def test_conflict_inside_post_many_writes_nothing(hub):
         with database.atomic():
             hub.ledger.post_many([credit("b"), credit("a", grams=2)])
     assert tx_count() == 1 and hub.ledger.balance(ALICE, "g") == 1
+
+
+def test_new_keys_skips_the_lookup_but_the_unique_key_still_refuses_a_second_post(hub):
+    with database.atomic():
+        ((tx, created),) = hub.ledger.post_many([credit("fresh")], new_keys=True)
+    assert created and tx.seq == 1
+    # A caller that wrongly claims a used key is new is stopped by the database, not answered twice.
+    with pytest.raises(pw.IntegrityError):
+        with database.atomic():
+            hub.ledger.post_many([credit("other"), credit("fresh")], new_keys=True)
+    assert tx_count() == 1 and hub.ledger.balance(ALICE, "g") == 100
+    assert verify().ok
 
 
 # --- reversal -------------------------------------------------------------------
