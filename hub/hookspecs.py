@@ -108,8 +108,8 @@ def carbonhub_validate_behaviour(ctx, behaviour):
 
     The hub calls the implementation of the plugin that registered the
     behaviour's scenario, and those of plugins that register no scenario (a
-    bank-wide policy); return ``[]`` or ``None`` for your scenarios you do not
-    check. Any problem rejects the behaviour with the first problem's code
+    bank-wide policy); return ``[]`` or ``None`` for those of your scenarios you
+    do not check. Any problem rejects the behaviour with the first problem's code
     as its reason; e.g. a 300 km metro ride, a ride faster than a train. Do not
     query other systems here: the hook runs for every record of a batch.
     """
