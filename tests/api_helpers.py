@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
-from conftest import SECRETS
+from conftest import NOW, SECRETS
 
 from hub import signing
 
@@ -88,3 +88,22 @@ def error_of(response) -> dict[str, Any]:
     err = body["error"]
     assert set(err) <= {"code", "message", "fields"} and isinstance(err["code"], str) and err["message"], err
     return err
+
+
+def at(h: float = 0, **kw) -> datetime:
+    """The test clock's now, moved by ``h`` hours (and any other ``timedelta`` fields)."""
+    return NOW + timedelta(hours=h, **kw)
+
+
+def consent(client, account: str, *scenarios: str) -> None:
+    """Grant ``scenarios`` to ``account`` through the API."""
+    for s in scenarios:
+        assert client.put(f"/v1/accounts/{account}/consents/{s}", headers=auth()).status_code == 200
+
+
+def rides(client, clock, account: str, *items: tuple[str, str, datetime]) -> None:
+    """Push metro rides ``(ride_id, km, entry_at)`` for ``account`` and require every one accepted."""
+    response = push(client, "szmetro", [ride(account, rid, when, km=km, card=f"tok_{account[-6:]}")
+                                         for rid, km, when in items], clock)
+    assert response.status_code == 200, response.get_json()
+    assert all(r["status"] == "accepted" for r in response.get_json()["results"]), response.get_json()

@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from datetime import timedelta
 
 import pytest
-from api_helpers import auth, error_of, open_account, push, ride, statement
+from api_helpers import at, auth, consent, error_of, open_account, push, rides, statement
 from conftest import NOW
 from PIL import Image
 
@@ -20,22 +20,6 @@ from hub import shares
 from hub.db import Behaviour, ShareCard
 
 SVG = "{http://www.w3.org/2000/svg}"
-
-
-def at(h: float = 0, **kw) -> object:
-    return NOW + timedelta(hours=h, **kw)
-
-
-def consent(client, account: str, *scenarios: str) -> None:
-    for s in scenarios:
-        assert client.put(f"/v1/accounts/{account}/consents/{s}", headers=auth()).status_code == 200
-
-
-def rides(client, clock, account: str, *items: tuple[str, str, object]) -> None:
-    response = push(client, "szmetro", [ride(account, rid, when, km=km, card=f"tok_{account[-6:]}")
-                                         for rid, km, when in items], clock)
-    assert response.status_code == 200, response.get_json()
-    assert all(r["status"] == "accepted" for r in response.get_json()["results"]), response.get_json()
 
 
 def build(client, clock) -> str:

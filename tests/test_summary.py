@@ -6,28 +6,10 @@ Expected grams are computed by hand: metro 46.8 g per km (Shenzhen), e-statement
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 
-from api_helpers import auth, error_of, open_account, push, ride, statement
-from conftest import NOW
+from api_helpers import at, auth, consent, error_of, open_account, push, rides, statement
 
 from hub.db import Behaviour
-
-
-def at(h: float = 0, **kw) -> object:
-    return NOW + timedelta(hours=h, **kw)
-
-
-def consent(client, account: str, *scenarios: str) -> None:
-    for s in scenarios:
-        assert client.put(f"/v1/accounts/{account}/consents/{s}", headers=auth()).status_code == 200
-
-
-def rides(client, clock, account: str, *items: tuple[str, str, object]) -> None:
-    response = push(client, "szmetro", [ride(account, rid, when, km=km, card=f"tok_{account[-6:]}")
-                                         for rid, km, when in items], clock)
-    assert response.status_code == 200, response.get_json()
-    assert all(r["status"] == "accepted" for r in response.get_json()["results"]), response.get_json()
 
 
 def summary(client, account: str, key: str = "reader"):
