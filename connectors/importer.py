@@ -71,7 +71,8 @@ class ImportRefused(Exception):
 
 
 class ImportConflict(Exception):
-    """Another process advanced the same import meanwhile; this chunk was rolled back."""
+    """Another process works on the same import: it advanced it meanwhile (this chunk was rolled back)
+    or keeps claiming the file."""
 
 
 @dataclass
@@ -305,25 +306,38 @@ def done_rows(row: db.ImportFile) -> int:
 
 
 def _claim(hub: "Hub", partner: str, path: Path, sha256: str, size: int, force: bool) -> tuple[db.ImportFile, bool]:
-    """The ImportFile row to work on and whether it resumes an interrupted import; refuses a done file."""
-    previous = list(db.ImportFile.select().where(db.ImportFile.partner == partner, db.ImportFile.sha256 == sha256)
-                    .order_by(db.ImportFile.started_at.desc(), db.ImportFile.id.desc()))
-    running = [r for r in previous if r.status == RUNNING]
-    if running:
-        return running[0], True
-    done = [r for r in previous if r.status == DONE]
-    if done and not force:
-        last = done[0]
-        counts = last.counts or {}
-        raise ImportRefused("already_imported", (
-            f"{path.name} (sha256 {sha256[:12]}…) was already imported for partner {partner!r} on "
-            f"{db.from_db(last.finished_at or last.started_at):%Y-%m-%d %H:%M} UTC as {last.id} "
-            f"({last.rows_done} rows: {counts.get('accepted', 0)} accepted, {counts.get('duplicate', 0)} duplicate, "
-            f"{counts.get('rejected', 0)} rejected). Use --force to import it again: rows already credited "
-            f"come back duplicate, nothing is credited twice."))
-    row = db.ImportFile.create(id=new_id("imp"), partner=partner, sha256=sha256, name=path.name[:255], size=size,
-                               rows_done=0, status=RUNNING, started_at=db.to_db(hub.now()))
-    return row, False
+    """The ImportFile row to work on and whether it resumes an interrupted import; refuses a done file.
+
+    At most one row per partner file is ``running`` (a partial unique index): of
+    two imports of the same new file started together, the second finds the
+    first's row and resumes it, and the ``rows_done`` guard of each chunk lets
+    only one of them go on (:class:`ImportConflict` for the other).
+    """
+    for _attempt in range(2):
+        previous = list(db.ImportFile.select().where(db.ImportFile.partner == partner,
+                                                     db.ImportFile.sha256 == sha256)
+                        .order_by(db.ImportFile.started_at.desc(), db.ImportFile.id.desc()))
+        running = [r for r in previous if r.status == RUNNING]
+        if running:
+            return running[0], True
+        done = [r for r in previous if r.status == DONE]
+        if done and not force:
+            last = done[0]
+            counts = last.counts or {}
+            raise ImportRefused("already_imported", (
+                f"{path.name} (sha256 {sha256[:12]}…) was already imported for partner {partner!r} on "
+                f"{db.from_db(last.finished_at or last.started_at):%Y-%m-%d %H:%M} UTC as {last.id} "
+                f"({last.rows_done} rows: {counts.get('accepted', 0)} accepted, {counts.get('duplicate', 0)} "
+                f"duplicate, {counts.get('rejected', 0)} rejected). Use --force to import it again: rows already "
+                f"credited come back duplicate, nothing is credited twice."))
+        try:
+            with db.database.atomic():
+                row = db.ImportFile.create(id=new_id("imp"), partner=partner, sha256=sha256, name=path.name[:255],
+                                           size=size, rows_done=0, status=RUNNING, started_at=db.to_db(hub.now()))
+            return row, False
+        except db.pw.IntegrityError:
+            continue  # another process claimed the file between the read and the insert: resume its row
+    raise ImportConflict(f"{path.name} is being claimed by another import; run it again to resume")
 
 
 def _skip(rows: Iterator[tuple[int, Any]], n: int) -> int:

@@ -553,6 +553,10 @@ class LedgerCheck(BaseModel):
 PointLot.add_index(PointLot.account, PointLot.expires_at, where=PointLot.remaining > 0)
 PointLot.add_index(PointLot.expires_at, where=PointLot.remaining > 0)
 VoucherCode.add_index(VoucherCode.benefit, VoucherCode.id, where=VoucherCode.redemption.is_null())
+# One running import per partner file: two `carbonhub import` of the same new file
+# started together claim one row (the second resumes it) instead of one each.
+ImportFile.add_index(pw.ModelIndex(ImportFile, (ImportFile.partner, ImportFile.sha256), unique=True,
+                                   where=ImportFile.status == "running", name="import_file_one_running"))
 
 
 MODELS: tuple[type[BaseModel], ...] = (

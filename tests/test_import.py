@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -23,7 +24,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import PG_URL, shipped_config
 
-from connectors.importer import ImportConflict, ImportRefused, import_file
+from connectors.importer import ImportConflict, ImportRefused, file_digest, import_file
 from hub import db
 from hub.cli import main
 from hub.ledger import verify
@@ -362,6 +363,54 @@ def test_two_processes_cannot_advance_the_same_import(hub, tmp_path):
         import_file(hub, "szmetro", path, chunk_size=10, progress=other_process_moved_it)
     (imp,) = db.ImportFile.select()
     assert len(inbox_of(imp.id)) == 10  # the conflicting chunk was rolled back
+
+
+def test_two_imports_of_a_new_file_started_together_claim_it_once(hub, database_url, tmp_path):
+    """Another process claims the file between this import's read and its insert: this one resumes its claim."""
+    accounts = metro_accounts(hub, 5)
+    path = write_rides_csv(tmp_path / "rides.csv", 30, accounts)
+    sha256, size = file_digest(path, "utf-8-sig")
+    claimed, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def other_process() -> None:  # its own connection, its claim committed only once this import has read
+        other = db.make_database(database_url)
+        try:
+            with other.atomic():
+                other.execute_sql('INSERT INTO "import_file" ("id", "partner", "sha256", "name", "size", "rows_done", '
+                                  '"status", "started_at") VALUES (%s)' % ", ".join([other.param] * 8),
+                                  ("imp_other", "szmetro", sha256, path.name, size, 0, "running",
+                                   db.to_db(hub.now())))
+                claimed.set()
+                release.wait(10)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            errors.append(exc)
+            claimed.set()
+        finally:
+            other.close()
+
+    thread = threading.Thread(target=other_process)
+    thread.start()
+    assert claimed.wait(10)
+    # The other claim is not committed yet: this import reads no claim, then its insert waits for the
+    # other's transaction (SQLite's write lock, PostgreSQL's unique index) and finds it committed.
+    threading.Timer(1.0, release.set).start()
+    summary = import_file(hub, "szmetro", path, chunk_size=10)
+    thread.join(10)
+    assert not errors
+    assert [(r.id, r.status, r.rows_done) for r in db.ImportFile.select()] == [("imp_other", "done", 30)]
+    assert (summary.import_id, summary.rows, summary.accepted) == ("imp_other", 30, 30)
+    assert db.LedgerTransaction.select().count() == 30
+
+
+def test_one_partner_file_has_at_most_one_running_import(hub, tmp_path):
+    row = dict(partner="szmetro", sha256="ab" * 32, name="rides.csv", size=1, rows_done=0,
+               started_at=db.to_db(hub.now()))
+    db.ImportFile.create(id="imp_a", status="done", **row)
+    db.ImportFile.create(id="imp_b", status="running", **row)  # a forced re-import of a done file
+    with pytest.raises(db.pw.IntegrityError), db.database.atomic():
+        db.ImportFile.create(id="imp_c", status="running", **row)
+    db.ImportFile.create(id="imp_d", status="running", **{**row, "partner": "other"})
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
