@@ -210,6 +210,37 @@ def run_mix(settings: Any, url: str, records: int, accounts: int) -> dict[str, A
             "top_reasons": dict(reasons.most_common(8)), "grams": grams, "problems": problems}
 
 
+def run_floor(settings: Any, clock: Any, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The same rides through a recording run, then its statements replayed alone (bench/sqlfloor.py)."""
+    from bench.sqlfloor import Recording, replay
+
+    n, accounts = args.records, args.accounts
+    no_consent = max(1, accounts // 100)
+    stream = RideStream(n, accounts, no_consent)
+    hub = Hub(settings, clock=clock, database_url=f"sqlite:///{tmp}/floor-recorded.db")
+    hub.init_db()
+    opened = datetime.combine(FIRST_DAY - timedelta(days=30), datetime.min.time(), LOCAL)
+    open_accounts(accounts, no_consent, opened, opened + timedelta(days=1))
+    snapshot, log = tmp / "floor-replayed.db", tmp / "floor.log"
+    with Recording(log, snapshot):
+        result = hub.pipeline.ingest(PARTNER, stream, source="batch", keep_results=False, chunk_size=args.chunk)
+    replayed = replay(snapshot, log)
+    con = sqlite3.connect(snapshot)
+    (behaviours,) = con.execute('SELECT COUNT(*) FROM "behaviour"').fetchone()
+    (credits,) = con.execute('SELECT COUNT(*) FROM "ledger_transaction"').fetchone()
+    con.close()
+    problems = []
+    if (behaviours, credits) != (n, result.counts["accepted"]):
+        problems.append(f"floor replay left {behaviours} behaviours and {credits} transactions, "
+                        f"expected {n} and {result.counts['accepted']}")
+    return {"records_per_s": round(n / replayed["seconds"]), "seconds": round(replayed["seconds"], 2),
+            "statements": replayed["statements"], "transactions": replayed["transactions"],
+            "us_per_record": {kind: round(1e6 * t / n, 1) for kind, t in replayed["by_kind"].items()},
+            "send_us": round(1e6 * replayed["pickle_dumps_s"] / n, 1),
+            "receive_us": round(1e6 * replayed["pickle_loads_s"] / n, 1),
+            "problems": problems}
+
+
 def chunked(stream: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
     chunk: list[dict[str, Any]] = []
     for item in stream:
@@ -406,6 +437,9 @@ def run(args: argparse.Namespace) -> int:
         t_base, c_base = time.perf_counter() - t0, time.process_time() - c0
         if base_rows != n:
             problems.append(f"baseline inserted {base_rows} rows, expected {n}")
+        floor = run_floor(settings, clock, Path(tmp), args) if args.floor else None
+        if floor:
+            problems += floor["problems"]
         mix = run_mix(settings, url if postgres else f"sqlite:///{tmp}/mix.db", n, accounts) if args.mix else None
         if mix:
             problems += mix["problems"]
@@ -425,6 +459,8 @@ def run(args: argparse.Namespace) -> int:
         "peak_rss_mb": round(rss_peak, 1), "rss_before_ingest_mb": round(rss_before, 1),
         "tracemalloc_peak_mb": round(heap_peak, 1) if heap_peak is not None else None,
         "breakdown_s": {label: round(t, 2) for label, t in stages} if stages else None,
+        "floor": floor and {k: v for k, v in floor.items() if k != "problems"},
+        "to_floor": round(rate / floor["records_per_s"], 3) if floor else None,
         "mix": mix, "mix_to_metro": round(mix["records_per_s"] / rate, 3) if mix else None,
         "problems": problems,
     }
@@ -458,6 +494,15 @@ def print_report(f: dict[str, Any]) -> None:
         total = sum(f["breakdown_s"].values())
         for label, t in f["breakdown_s"].items():
             print(f"    {label:53s} {t:7.2f} s {100 * t / total:5.1f} %  {1e6 * t / f['records']:6.1f} us/record")
+    if f["floor"]:
+        fl = f["floor"]
+        print(f"  SQL floor          {fl['records_per_s']:>9,} records/s  (the run's {fl['statements']:,} statements "
+              f"in {fl['transactions']:,} transactions replayed by bare sqlite3, {fl['seconds']} s)")
+        print(f"  pipeline / floor   {f['to_floor']:>9}   (1 - this = the share of time outside SQLite)")
+        print(f"  floor per record   {1e6 / fl['records_per_s']:9.1f} us: " + ", ".join(
+            f"{kind} {us}" for kind, us in fl["us_per_record"].items() if us >= 0.5))
+        print(f"  hand-off           {fl['send_us']:9.1f} us to pickle, {fl['receive_us']} us to unpickle a record's "
+              f"statements (what a separate writer process would add)")
     if f["mix"]:
         m = f["mix"]
         print(f"  mixed batch        {m['records_per_s']:>9,} records/s  ({m['records']:,} samples of every scenario "
@@ -487,10 +532,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--breakdown", action="store_true",
                         help="also report where ingestion time goes, stage by stage")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--floor", action="store_true",
+                        help="SQLite: also record the SQL of a second run and replay it alone (bench/sqlfloor.py), "
+                             "the rate no pipeline could beat with this schema")
     parser.add_argument("--mix", action="store_true",
                         help="also run as many records from every scenario's samples (bench/mix.py) "
                              "on a fresh database and compare with the metro-only rate")
     args = parser.parse_args(argv)
+    if args.floor and args.database_url:
+        parser.error("--floor measures SQLite only")
     if args.records < 1 or args.accounts < 1 or args.chunk < 1:
         parser.error("--records, --accounts and --chunk must be positive")
     return run(args)
