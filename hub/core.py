@@ -10,7 +10,7 @@ from datetime import datetime
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
-from . import accounts, carbon_uses, content, db, lots
+from . import accounts, carbon_uses, content, db, lots, usage
 from .config import ConfigError, Settings
 from .context import Clock, HookContext, utc_now
 from .exchange import BenefitServices, Exchange
@@ -149,12 +149,15 @@ class Hub:
         """Correct a transaction by its reversal, and tell the plugins once.
 
         Grams of the credit already retired or aggregated decide first, in the
-        same database transaction (:func:`hub.carbon_uses.before_reversal`).
+        same database transaction (:func:`hub.carbon_uses.before_reversal`); a
+        reversed credit gives its room back to the caps (:mod:`hub.usage`).
         """
         with db.database.atomic():
             db.lock_ledger()
             adjustments = carbon_uses.before_reversal(self.ledger, seq, reason, self.now())
             tx, created = self.ledger.reverse(seq, reason)
+            if created:
+                usage.release_credit(seq, self.methodologies, self.settings.timezone)
         for posted in adjustments:
             self.notify("carbonhub_transaction_posted", transaction=posted)
         if created:

@@ -463,6 +463,29 @@ def test_daily_gram_cap_credits_partially_then_rejects(hub, account):
     assert_books_balance()
 
 
+def test_a_reversed_credit_gives_its_room_back_to_the_caps(hub, account):
+    rides = [metro_ride(account, f"R{h}", local(11, 20, h)) for h in (8, 9, 10, 11)]
+    outcomes = [behaviour_of(r) for r in hub.pipeline.ingest("szmetro", rides).records]
+    assert [b.grams for b in outcomes] == [870, 870, 870, 390]  # the day's 3,000 g are used
+
+    def usage() -> dict[str, tuple[int, int]]:
+        return {u.period: (u.grams, u.count) for u in UsageCounter.select().where(UsageCounter.account == account)}
+
+    assert usage() == {"d:2026-11-20": (3000, 4), "m:2026-11": (3000, 4)}
+    reversal, created = hub.reverse(outcomes[1].tx_seq, "ride refunded by the operator")
+    assert created
+    assert usage() == {"d:2026-11-20": (2130, 3), "m:2026-11": (2130, 3)}
+    hub.reverse(outcomes[1].tx_seq, "ride refunded by the operator")  # a retry gives nothing back twice
+    assert usage() == {"d:2026-11-20": (2130, 3), "m:2026-11": (2130, 3)}
+
+    # The refunded ride's 870 g of room go to the next ride of that day.
+    later = behaviour_of(only(hub.pipeline.ingest("szmetro", [metro_ride(account, "R12", local(11, 20, 12))])))
+    assert (later.status, later.grams, later.capped) == (ACCEPTED, 870, False)
+    assert Ledger.balance(user_carbon(account), "g") == 3000
+    assert usage() == {"d:2026-11-20": (3000, 4), "m:2026-11": (3000, 4)}
+    assert verify().ok
+
+
 def test_daily_count_cap(hub, account):
     rides = [metro_ride(account, f"R{h}", local(11, 20, h), distance_km="5") for h in range(8, 14)]
     result = hub.pipeline.ingest("szmetro", rides)

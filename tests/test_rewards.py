@@ -125,6 +125,19 @@ class TestCaps:
         usage = {(u.period, u.points) for u in PointsUsage.select().where(PointsUsage.account == rider)}
         assert ("m:2026-11", 400) in usage and ("w:2026-W45", 300) in usage and ("w:2026-W46", 100) in usage
 
+    def test_a_reversed_credit_gives_its_points_back_to_the_caps(self, hub, rider):
+        day = datetime(2026, 11, 16, 8, 0, tzinfo=SHANGHAI)  # a Monday
+        first = ride(hub, rider, "R-1", day)
+        second = ride(hub, rider, "R-2", day + timedelta(hours=2))
+        assert (first.points, second.points) == (88, 62)  # the day's 150 points are used
+        hub.reverse(first.tx_seq, "ride refunded by the operator")
+        usage = {u.period: u.points for u in PointsUsage.select().where(PointsUsage.account == rider)}
+        assert usage == {"d:2026-11-16": 62, "w:2026-W47": 62, "m:2026-11": 62}
+        third = ride(hub, rider, "R-3", day + timedelta(hours=4))
+        assert third.points == 88  # room again: 62 + 88 of the day's 150
+        assert Ledger.balance(user_points(rider), "pts") == 62 + 88
+        assert verify().ok
+
     def test_caps_apply_to_every_rule_including_plugins(self, make_rule_hub, rider_on):
         hub = make_rule_hub
         account = rider_on(hub)

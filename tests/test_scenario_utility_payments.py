@@ -174,6 +174,17 @@ def test_one_payment_per_bill_account_a_month_across_users(hub, account):
     assert hub.ledger.balance(user_carbon(spouse.id), "g") == 2 * GRAMS
 
 
+def test_a_reversed_payment_frees_its_bill_account_for_the_month(hub, account):
+    spouse = open_consenting(hub, "cust-bills-0002")
+    arrears, = ingest(hub, payment(account.id, payment_id="SGCC-HB-20261104-00029901", billing_period="2026-09",
+                                   paid_at="2026-11-04T19:00:00+08:00"))
+    assert verdict(ingest(hub, payment(spouse.id))[0]) == ("rejected", "cap_reached", "attributes.bill_account")
+    hub.reverse(arrears.behaviours[0].tx_seq, "payment refunded by the biller")
+    october, = ingest(hub, payment(spouse.id, payment_id="SGCC-HB-20261105-00031878"))
+    assert verdict(october) == ("accepted", None, None)
+    assert hub.ledger.balance(user_carbon(spouse.id), "g") == GRAMS
+
+
 def test_ten_payments_per_user_a_month(hub, account):
     """A landlord pays eleven flats' water bills in November: ten are credited."""
     bills = [payment(account.id, payment_id=f"UP-BP-2026111000{i:02d}", biller="wuhan-water", bill_type="water",
