@@ -28,6 +28,10 @@ Peak memory is the process's peak resident set size (``getrusage(RUSAGE_SELF)
 includes the interpreter and every imported library. ``--tracemalloc`` adds
 the peak of Python allocations during ingestion (it slows ingestion down, so
 do not read throughput from such a run).
+
+``--floor`` (SQLite) ingests the rides again through a recording connection
+and replays the recorded statements alone (``bench/sqlfloor.py``): the rate
+no pipeline could beat with this schema, reported beside the pipeline's.
 """
 from __future__ import annotations
 
