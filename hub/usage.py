@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import db
-from .db import Behaviour, PointsUsage, Receipt, UsageCounter
+from .db import Behaviour, LedgerTransaction, PointsUsage, Receipt, UsageCounter
 from .ingest import subject_key
 from .methodology import MethodologyRegistry
 from .records import ACCEPTED
@@ -27,8 +27,10 @@ def release_credit(seq: int, methodologies: MethodologyRegistry, tz: Any) -> boo
     never go below zero (a points cap configured after the credit never
     counted it).
     """
-    row = Behaviour.get_or_none((Behaviour.tx_seq == seq) & (Behaviour.status == ACCEPTED))
-    if row is None or row.occurred_at is None:
+    tx = LedgerTransaction.get_or_none(LedgerTransaction.seq == seq)
+    behaviour_id = tx.memo.get("behaviour") if tx is not None and tx.kind == "credit" else None
+    row = Behaviour.get_or_none(Behaviour.id == behaviour_id) if behaviour_id else None  # by key: no scan
+    if row is None or row.tx_seq != seq or row.status != ACCEPTED or row.occurred_at is None:
         return False
     day = db.from_db(row.occurred_at).astimezone(tz).date()
     usage_keys = [row.account]
