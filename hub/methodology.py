@@ -14,6 +14,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 from zoneinfo import ZoneInfo
@@ -168,19 +169,10 @@ def family_formula(family: str) -> Callable[[Mapping[str, Factor], Behaviour], C
 
 def load_document(path: Path, spec: MethodologySpec) -> MethodologyVersion:
     try:
-        with open(path, "rb") as fh:
-            raw = tomllib.load(fh, parse_float=Decimal)
+        content = Path(path).read_bytes()
     except FileNotFoundError:
         raise MethodologyError(f"{path}: methodology document not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise MethodologyError(f"{path}: {exc}") from None
-    for key in ("reviewed_on", "effective_from", "effective_to"):
-        if key in raw:
-            raw[key] = _as_date(raw[key])
-    try:
-        data = DocumentSchema().load(raw)
-    except ValidationError as exc:
-        raise MethodologyError("\n".join(f"{path}: {k}: {m}" for k, m in flatten_errors(exc.messages))) from None
+    data = _parse_document(str(path), content)
     if data["id"] != spec.id:
         raise MethodologyError(f"{path}: id {data['id']!r} does not match the registered methodology {spec.id!r}")
     try:
@@ -195,6 +187,25 @@ def load_document(path: Path, spec: MethodologySpec) -> MethodologyVersion:
         effective_to=data["effective_to"], quantity_unit=data["quantity_unit"],
         evidence=tuple(data["evidence"]), description=data["description"], factors=factors,
         caps=dict(data["caps"]), path=str(path), formula=formula, cap_subject=data["cap_subject"])
+
+
+@lru_cache(maxsize=256)
+def _parse_document(path: str, content: bytes) -> Mapping[str, Any]:
+    """A document's validated fields. Cached by its bytes: every hub a process builds (each
+    test, each worker's reload) reads the same dozen documents, and parsing them cost
+    more than the rest of start-up; an edited document is new bytes, parsed again.
+    The result is shared: read it, never change it."""
+    try:
+        raw = tomllib.loads(content.decode("utf-8"), parse_float=Decimal)
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise MethodologyError(f"{path}: {exc}") from None
+    for key in ("reviewed_on", "effective_from", "effective_to"):
+        if key in raw:
+            raw[key] = _as_date(raw[key])
+    try:
+        return DocumentSchema().load(raw)
+    except ValidationError as exc:
+        raise MethodologyError("\n".join(f"{path}: {k}: {m}" for k, m in flatten_errors(exc.messages))) from None
 
 
 class MethodologyRegistry:

@@ -280,6 +280,20 @@ def test_unreadable_documents(tmp_path):
         registry()
 
 
+def test_an_edited_document_is_read_again_not_served_from_the_cache(tmp_path):
+    path = write_doc(tmp_path, "v.toml")
+    assert registry(path).get(MID).factors["baseline"].value == Decimal("46.8")
+    # Same path, same size, written within the file system's timestamp resolution.
+    write_doc(tmp_path, "v.toml", factors={"baseline": {**BASE_DOC["factors"]["baseline"], "value": Decimal("46.9")}})
+    assert registry(path).get(MID).factors["baseline"].value == Decimal("46.9")
+    path.write_text("not = [toml\n", encoding="utf-8")
+    with pytest.raises(MethodologyError, match=f"^{path}: "):
+        registry(path)
+    path.write_bytes(b"id = \"\xff\"\n")
+    with pytest.raises(MethodologyError, match=f"^{path}: "):  # not UTF-8: a clear error, not a crash
+        registry(path)
+
+
 def test_builtin_documents_load():
     from plugins.metro import carbonhub_register_methodologies as metro
     from plugins.estatement import carbonhub_register_methodologies as estatement
