@@ -19,7 +19,7 @@ import hashlib
 import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field as dc_field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
@@ -434,7 +434,7 @@ class Pipeline:
             return _problem("methodology_failed", f"{version.id} {version.version} failed: {exc!r}")
         periods = cache.periods.get(day)
         if periods is None:
-            periods = cache.periods[day] = (f"d:{day:%Y-%m-%d}", f"m:{day:%Y-%m}")
+            periods = cache.periods[day] = usage_periods(day)
         item.day, item.month = periods
         return None
 
@@ -756,6 +756,11 @@ class Pipeline:
     def _write_usage(self, delta: Mapping[tuple[str, str, str], list[int]]) -> None:
         db.upsert_add(UsageCounter, ("account", "scenario", "period"), ("grams", "count"),
                       [(a, s, p, g, n) for (a, s, p), (g, n) in delta.items()])
+
+
+def usage_periods(day: date) -> tuple[str, str]:
+    """The usage-counter periods of a local day for the gram and count caps: ``d:2026-11-21``, ``m:2026-11``."""
+    return f"d:{day:%Y-%m-%d}", f"m:{day:%Y-%m}"
 
 
 def subject_key(scenario: str, value: Any) -> str:

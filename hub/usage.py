@@ -14,7 +14,7 @@ from typing import Any
 
 from . import db
 from .db import Behaviour, LedgerTransaction, PointsUsage, Receipt, UsageCounter
-from .ingest import subject_key
+from .ingest import subject_key, usage_periods
 from .methodology import MethodologyRegistry
 from .records import ACCEPTED
 from .rewards import periods_of
@@ -41,8 +41,7 @@ def release_credit(seq: int, methodologies: MethodologyRegistry, tz: Any) -> boo
         if value not in (None, ""):
             usage_keys.append(subject_key(row.scenario, value))
     for account in usage_keys:
-        _subtract(UsageCounter, account, row.scenario, (f"d:{day:%Y-%m-%d}", f"m:{day:%Y-%m}"),
-                  {"grams": row.grams, "count": 1})
+        _subtract(UsageCounter, account, row.scenario, usage_periods(day), {"grams": row.grams, "count": 1})
     if row.points:
         _subtract(PointsUsage, row.account, row.scenario, tuple(periods_of(day).values()), {"points": row.points})
     return True
