@@ -21,10 +21,6 @@ from typing import Any, BinaryIO
 
 from hub import db
 
-# The pragmas hub.db.make_database gives the hub's own connections.
-HUB_PRAGMAS = (("journal_mode", "wal"), ("synchronous", "normal"), ("foreign_keys", 1),
-               ("busy_timeout", 30_000), ("cache_size", -64_000), ("wal_autocheckpoint", 20_000))
-
 
 class _Recorder:
     def __init__(self, out: BinaryIO):
@@ -113,7 +109,7 @@ def replay(database: Path, log_path: Path) -> dict[str, Any]:
     the least a separate writer process would add to the floor.
     """
     con = sqlite3.connect(database, isolation_level=None)
-    for name, value in HUB_PRAGMAS:
+    for name, value in db.SQLITE_PRAGMAS.items():  # the hub's own connections' pragmas
         con.execute(f"PRAGMA {name} = {value}")
     cur = con.cursor()
     by_kind: dict[str, float] = defaultdict(float)

@@ -570,6 +570,16 @@ MODELS: tuple[type[BaseModel], ...] = (
 GENESIS_HASH = "0" * 64
 
 
+# Every SQLite connection of the hub. wal_autocheckpoint: an ingestion chunk
+# dirties thousands of index pages, so the default (1,000 pages) checkpoints,
+# and fsyncs, after every commit; 20,000 pages (80 MB of WAL) checkpoints every
+# few chunks, and pages dirtied again meanwhile are copied once (bench/README.md).
+SQLITE_PRAGMAS: dict[str, Any] = {
+    "journal_mode": "wal", "synchronous": "normal", "foreign_keys": 1,
+    "busy_timeout": 30_000, "cache_size": -64_000, "wal_autocheckpoint": 20_000,
+}
+
+
 def make_database(url: str) -> pw.Database:
     """A peewee database for ``sqlite:///path`` or ``postgresql://...``."""
     if url.startswith("sqlite:///"):
@@ -578,14 +588,7 @@ def make_database(url: str) -> pw.Database:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         # IMMEDIATE: a writer takes the lock at BEGIN, so two writers queue
         # instead of failing when both try to upgrade a read lock.
-        # wal_autocheckpoint: an ingestion chunk dirties thousands of index pages,
-        # so the default (1,000 pages) checkpoints, and fsyncs, after every
-        # commit; 20,000 pages (80 MB of WAL) checkpoints every few chunks, and
-        # pages dirtied again meanwhile are copied once (bench/README.md).
-        return pw.SqliteDatabase(path, lock_type="IMMEDIATE", pragmas={
-            "journal_mode": "wal", "synchronous": "normal", "foreign_keys": 1,
-            "busy_timeout": 30_000, "cache_size": -64_000, "wal_autocheckpoint": 20_000,
-        })
+        return pw.SqliteDatabase(path, lock_type="IMMEDIATE", pragmas=dict(SQLITE_PRAGMAS))
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://"):]
     return url_connect(url)
