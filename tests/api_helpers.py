@@ -107,3 +107,17 @@ def rides(client, clock, account: str, *items: tuple[str, str, datetime]) -> Non
                                          for rid, km, when in items], clock)
     assert response.status_code == 200, response.get_json()
     assert all(r["status"] == "accepted" for r in response.get_json()["results"]), response.get_json()
+
+
+def openapi_check(spec: dict[str, Any]):
+    """``check(response, path, method, status="200")``: the answer has that status and its body
+    validates against the schema ``spec`` (``/openapi.json``) documents for it."""
+    import openapi_schema_validator as schema_validator  # installed with openapi-spec-validator
+
+    def check(response, path: str, method: str, status: str = "200") -> None:
+        assert response.status_code == int(status), response.get_json()
+        schema = spec["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
+        schema_validator.validate(response.get_json(), {**schema, "components": spec["components"]},
+                                  cls=schema_validator.OAS30Validator)
+
+    return check
